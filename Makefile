@@ -1,0 +1,29 @@
+# One command sets up and runs the demo; one runs the tests. See README.md.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint gallery clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) main.py match demo/samples/*.jpg --draw demo-output.png
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+gallery: $(STAMP)
+	$(PY) demo/build_gallery.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output*.png

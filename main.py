@@ -1,0 +1,98 @@
+"""Entry points: the command line (`python main.py match ...`) and, for Cloud Functions,
+the `webhook` and `worker` functions (their code lives in `functions/`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shared.config import Settings
+
+
+def _match(args: argparse.Namespace) -> int:
+    from shared.images import ImageError
+    from shared.index import CelebrityIndex
+    from shared.manifest import IndexMismatch
+    from shared.matching import match_photo, matches_json
+    from shared.models import ModelError, load_models
+
+    settings = Settings.from_env()
+    try:
+        index = CelebrityIndex.load(args.index or settings.index_uri)
+        models = load_models()
+    except (IndexMismatch, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings(**{**settings.__dict__, "top_k": args.top})
+    failed = False
+    for number, photo in enumerate(args.photos, start=1):
+        try:
+            result = match_photo(Path(photo).read_bytes(), index, models, settings)
+        except (ImageError, OSError) as exc:
+            failed = True
+            code = exc.code if isinstance(exc, ImageError) else "unreadable_image"
+            message = exc.message if isinstance(exc, ImageError) else f"cannot read file: {exc}"
+            _emit(args, {"photo": photo, "error": {"code": code, "message": message}})
+            continue
+        if not result.faces:
+            _emit(args, {"photo": photo,
+                         "error": {"code": "no_face", "message": "no face was found"}})
+            continue
+        _emit(args, {"photo": photo, "faces": matches_json(result)})
+        if args.draw:
+            _draw(result, index, args.draw, number if len(args.photos) > 1 else None)
+    return 1 if failed else 0
+
+
+def _emit(args: argparse.Namespace, record: dict) -> None:
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False), flush=True)
+        return
+    print(record["photo"])
+    if "error" in record:
+        print(f"  {record['error']['code']}: {record['error']['message']}")
+        return
+    for number, face in enumerate(record["faces"], start=1):
+        print(f"  face {number} at {tuple(face['box'])}")
+        for rank, match in enumerate(face["matches"], start=1):
+            print(f"    {rank}. {match['name']:<28} {match['similarity']:7.1%}"
+                  f"   distance {match['distance']:.3f}")
+    sys.stdout.flush()
+
+
+def _draw(result, index, out: str, number: int | None) -> None:
+    from shared.render import render_matches
+
+    path = Path(out)
+    if number is not None:
+        path = path.with_name(f"{path.stem}-{number}{path.suffix}")
+
+    def load(celebrity):
+        photo = index.photo_path(celebrity)
+        return photo.read_bytes() if photo else None
+
+    render_matches(result, load).save(path)
+    print(f"  picture saved to {path}", file=sys.stderr)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="main.py", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    match = commands.add_parser("match", help="find the celebrities each face looks like")
+    match.add_argument("photos", nargs="+", metavar="PHOTO")
+    match.add_argument("--index", help="index directory or builder output root "
+                       "(default: LOOKALIKE_INDEX_URI or the bundled demo gallery)")
+    match.add_argument("--top", type=int, default=3, help="celebrities per face (default 3)")
+    match.add_argument("--json", action="store_true", help="one JSON object per photo")
+    match.add_argument("--draw", metavar="OUT.png",
+                       help="save each face beside its best match's photo")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error("--top must be at least 1")
+    return _match(args)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

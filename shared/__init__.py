@@ -1,0 +1,1 @@
+"""Code shared by the webhook, the worker, the index builder and the CLI."""

@@ -1,0 +1,246 @@
+"""The celebrity index: descriptors in an nmslib HNSW graph, each pointing to a celebrity.
+
+A celebrity may have several photos (entries); a query returns each celebrity at most
+once, at the distance of their closest entry. HNSW gives candidates fast; their exact
+Euclidean distances are then recomputed from the stored descriptors, so reported
+distances never depend on the graph's approximation.
+
+On disk an index is a directory:
+
+    manifest.json      what it is and how it was built (see shared/manifest.py)
+    hnsw.bin           the nmslib graph
+    descriptors.npy    float32 (entries, 128)
+    entries.npy        int32 (entries,): row of each entry's celebrity
+    celebrities.json   celebrity records: id, name, alias, photo, any extra fields
+    photos/            optional pictures shown in replies, referenced by `photo`
+
+An index builder output root holds `versions/<name>/` directories and a pointer file
+`current.json` ({"version": "<name>"}); `resolve_index_dir` follows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.manifest import IndexMismatch, Manifest
+from shared.models import file_sha256
+from shared.similarity import DistanceStats, distance_stats, similarity
+
+POINTER_FILE = "current.json"
+VERSIONS_DIR = "versions"
+DESCRIPTOR_SIZE = 128
+DEFAULT_HNSW = {"space": "l2", "M": 16, "efConstruction": 200, "efSearch": 100}
+# Stranger distances of dlib's ResNet model, used when a gallery is too small to measure
+# its own (fewer than two celebrities).
+TYPICAL_STRANGER_DISTANCES = DistanceStats(mean=0.90, std=0.09, pairs=0)
+_DATA_FILES = ("hnsw.bin", "descriptors.npy", "entries.npy", "celebrities.json")
+
+
+@dataclass(frozen=True)
+class Celebrity:
+    id: str
+    name: str
+    alias: str | None = None
+    photo: str | None = None  # path relative to the index directory
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        record = {"id": self.id, "name": self.name, **self.extra}
+        if self.alias:
+            record["alias"] = self.alias
+        if self.photo:
+            record["photo"] = self.photo
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Celebrity:
+        record = dict(record)
+        return cls(id=str(record.pop("id")), name=str(record.pop("name")),
+                   alias=record.pop("alias", None) or None,
+                   photo=record.pop("photo", None) or None, extra=record)
+
+
+@dataclass(frozen=True)
+class Match:
+    celebrity: Celebrity
+    distance: float
+    similarity: float
+
+
+def _import_nmslib() -> Any:
+    """Import nmslib (on first use: the webhook never pays for it), keeping stderr clean.
+
+    The generic wheel prints a note about unused CPU instructions at import; the choice
+    of build is documented in docs/performance.md, so the note is swallowed here.
+    """
+    if "nmslib" in sys.modules:
+        return sys.modules["nmslib"]
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import nmslib
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return nmslib
+
+
+def _new_hnsw(params: dict[str, Any]) -> Any:
+    nmslib = _import_nmslib()
+    return nmslib.init(method="hnsw", space=params.get("space", "l2"),
+                       data_type=nmslib.DataType.DENSE_VECTOR)
+
+
+class CelebrityIndex:
+    def __init__(self, directory: Path | None, manifest: Manifest, hnsw: Any,
+                 descriptors: np.ndarray, entry_celebrity: np.ndarray,
+                 celebrities: list[Celebrity]) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self._hnsw = hnsw
+        self.descriptors = descriptors
+        self.entry_celebrity = entry_celebrity
+        self.celebrities = celebrities
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    @property
+    def stats(self) -> DistanceStats:
+        return self.manifest.distance_stats
+
+    # -- building -----------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, descriptors: np.ndarray, entry_celebrity: Sequence[int],
+              celebrities: Sequence[Celebrity], hnsw: dict[str, Any] | None = None,
+              stats: DistanceStats | None = None, threads: int = 0) -> CelebrityIndex:
+        """Build an in-memory index; `entry_celebrity[i]` is the celebrity row of entry i."""
+        descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
+        entries = np.asarray(entry_celebrity, dtype=np.int32)
+        celebrities = list(celebrities)
+        if descriptors.ndim != 2 or descriptors.shape[1] != DESCRIPTOR_SIZE:
+            raise ValueError(f"descriptors must have shape (n, {DESCRIPTOR_SIZE})")
+        if len(descriptors) == 0:
+            raise ValueError("an index needs at least one descriptor")
+        if len(entries) != len(descriptors):
+            raise ValueError("one celebrity row per descriptor is needed")
+        if entries.min() < 0 or entries.max() >= len(celebrities):
+            raise ValueError("entry_celebrity refers to a celebrity that is not listed")
+        params = {**DEFAULT_HNSW, **(hnsw or {})}
+        if stats is None:
+            stats = (distance_stats(descriptors, entries) if len(set(entries.tolist())) > 1
+                     else TYPICAL_STRANGER_DISTANCES)
+        graph = _new_hnsw(params)
+        graph.addDataPointBatch(descriptors)
+        graph.createIndex({"M": params["M"], "efConstruction": params["efConstruction"],
+                           "indexThreadQty": threads or os.cpu_count() or 1, "post": 0},
+                          print_progress=False)
+        graph.setQueryTimeParams({"efSearch": params["efSearch"]})
+        manifest = Manifest(entries=len(descriptors), celebrities=len(celebrities),
+                            hnsw=params, distance_stats=stats, files={},
+                            photos=sum(1 for c in celebrities if c.photo))
+        return cls(None, manifest, graph, descriptors, entries, celebrities)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the index files and then the manifest (last, with the files' hashes)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._hnsw.saveIndex(str(directory / "hnsw.bin"), save_data=False)
+        np.save(directory / "descriptors.npy", self.descriptors)
+        np.save(directory / "entries.npy", self.entry_celebrity)
+        (directory / "celebrities.json").write_text(
+            json.dumps([c.to_record() for c in self.celebrities], ensure_ascii=False, indent=1)
+            + "\n")
+        self.manifest.files = {name: file_sha256(directory / name) for name in _DATA_FILES}
+        self.manifest.write(directory)
+        self.directory = directory
+        return directory
+
+    # -- loading ------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path, *, verify_files: bool = True) -> CelebrityIndex:
+        """Load an index directory (or an output root, through its pointer).
+
+        Raises `IndexMismatch` with a readable reason for a wrong schema or models,
+        missing files, hash mismatches or inconsistent counts.
+        """
+        directory = resolve_index_dir(path)
+        manifest = Manifest.read(directory)
+        manifest.check_models()
+        for name in _DATA_FILES:
+            file = directory / name
+            if not file.is_file():
+                raise IndexMismatch(f"index file {file} is missing")
+            if verify_files and manifest.files.get(name) != file_sha256(file):
+                raise IndexMismatch(f"index file {file} does not match its manifest hash "
+                                    "(partial copy or a file from another build)")
+        descriptors = np.load(directory / "descriptors.npy")
+        entries = np.load(directory / "entries.npy")
+        records = json.loads((directory / "celebrities.json").read_text())
+        celebrities = [Celebrity.from_record(r) for r in records]
+        if (len(descriptors) != manifest.entries or len(entries) != manifest.entries
+                or len(celebrities) != manifest.celebrities):
+            raise IndexMismatch(f"index at {directory} has counts that differ from its manifest")
+        graph = _new_hnsw(manifest.hnsw)
+        graph.addDataPointBatch(descriptors)
+        graph.loadIndex(str(directory / "hnsw.bin"), load_data=False)
+        graph.setQueryTimeParams({"efSearch": manifest.hnsw.get("efSearch", 100)})
+        return cls(directory, manifest, graph, descriptors, entries, celebrities)
+
+    # -- querying -----------------------------------------------------------------------
+
+    def query(self, descriptor: np.ndarray, k: int = 3, floor: float = 0.01) -> list[Match]:
+        """The k celebrities closest to `descriptor`, each once, closest first."""
+        query = np.asarray(descriptor, dtype=np.float32).reshape(DESCRIPTOR_SIZE)
+        total = len(self.descriptors)
+        wanted = min(total, max(4 * k, 16))
+        while True:
+            ids, _ = self._hnsw.knnQuery(query, k=wanted)
+            ids = np.asarray(ids, dtype=np.int64)
+            distances = np.linalg.norm(self.descriptors[ids] - query, axis=1)
+            best: dict[int, float] = {}
+            for entry, distance in zip(ids.tolist(), distances.tolist(), strict=True):
+                row = int(self.entry_celebrity[entry])
+                if distance < best.get(row, np.inf):
+                    best[row] = distance
+            if len(best) >= k or wanted >= total:
+                break
+            wanted = min(total, wanted * 4)
+        ranked = sorted(best.items(), key=lambda item: item[1])[:k]
+        return [Match(self.celebrities[row], distance, similarity(distance, self.stats, floor))
+                for row, distance in ranked]
+
+    def photo_path(self, celebrity: Celebrity) -> Path | None:
+        """Local path of the celebrity's picture, if the index has one."""
+        if not celebrity.photo or self.directory is None:
+            return None
+        path = self.directory / celebrity.photo
+        return path if path.is_file() else None
+
+
+def resolve_index_dir(path: str | Path) -> Path:
+    """Follow an output root's `current.json` pointer to its version directory."""
+    path = Path(path)
+    pointer = path / POINTER_FILE
+    if pointer.is_file():
+        try:
+            version = json.loads(pointer.read_text())["version"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise IndexMismatch(f"{pointer} is not a valid pointer: {exc}") from None
+        if not isinstance(version, str) or "/" in version or version in ("", ".", ".."):
+            raise IndexMismatch(f"{pointer} names an invalid version {version!r}")
+        return path / VERSIONS_DIR / version
+    if not path.is_dir():
+        raise IndexMismatch(f"index directory {path} does not exist")
+    return path

@@ -1,0 +1,113 @@
+"""The dlib model files: where they are, what they must hash to, and loading them once.
+
+Locally the files come from the `face-recognition-models` package; the deployed worker
+downloads copies from Cloud Storage and passes their paths in. Either way the files are
+checked against the hashes below, so an index is never queried with other models than
+the ones that built it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DETECTOR_NAME = "dlib_hog_frontal_face_detector"
+LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
+DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+
+# sha256 of the files shipped by face-recognition-models 0.3.0.
+MODEL_SHA256 = {
+    LANDMARKS_FILE: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    DESCRIPTOR_FILE: "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+}
+
+
+class ModelError(Exception):
+    """Model files are missing or are not the expected ones."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    landmarks: Path
+    descriptor: Path
+
+    @classmethod
+    def in_directory(cls, directory: str | Path) -> ModelFiles:
+        directory = Path(directory)
+        return cls(directory / LANDMARKS_FILE, directory / DESCRIPTOR_FILE)
+
+    def verify(self) -> None:
+        """Raise `ModelError` unless both files exist and match the known hashes."""
+        for path in (self.landmarks, self.descriptor):
+            if not path.is_file():
+                raise ModelError(f"model file {path} is missing")
+            digest = file_sha256(path)
+            if digest != MODEL_SHA256[path.name]:
+                raise ModelError(f"model file {path} has sha256 {digest}, expected "
+                                 f"{MODEL_SHA256[path.name]}")
+
+
+def packaged_model_dir() -> Path:
+    """The `models/` folder of the installed face-recognition-models package.
+
+    Found without importing the package, whose `__init__` needs `pkg_resources`.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the face-recognition-models package is not installed "
+                         "(pip install -r requirements-dev.txt), and no model directory was given")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity() -> dict[str, Any]:
+    """What an index records about the models that computed its descriptors."""
+    return {
+        "detector": DETECTOR_NAME,
+        "landmarks": {"file": LANDMARKS_FILE, "sha256": MODEL_SHA256[LANDMARKS_FILE]},
+        "descriptor": {"file": DESCRIPTOR_FILE, "sha256": MODEL_SHA256[DESCRIPTOR_FILE]},
+    }
+
+
+@dataclass(frozen=True)
+class FaceModels:
+    """The three dlib objects the face pipeline needs."""
+
+    detector: Any
+    predictor: Any
+    encoder: Any
+
+
+_lock = threading.Lock()
+_loaded: dict[ModelFiles, FaceModels] = {}
+
+
+def load_models(files: ModelFiles | None = None, *, verify: bool = True) -> FaceModels:
+    """Load (once per process and file set) the detector, landmark and descriptor models."""
+    if files is None:
+        files = ModelFiles.in_directory(packaged_model_dir())
+    with _lock:
+        models = _loaded.get(files)
+        if models is None:
+            if verify:
+                files.verify()
+            import dlib  # heavy: imported only when the models are needed
+
+            models = FaceModels(
+                detector=dlib.get_frontal_face_detector(),
+                predictor=dlib.shape_predictor(str(files.landmarks)),
+                encoder=dlib.face_recognition_model_v1(str(files.descriptor)),
+            )
+            _loaded[files] = models
+        return models

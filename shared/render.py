@@ -1,0 +1,82 @@
+"""The picture a user gets back: each face beside the photo of its best match.
+
+One row per face (largest first, at most `MAX_ROWS`), numbered when there are several,
+so the caption's numbered list can refer to them. Only digits and percentages are
+drawn, so no font with the celebrities' scripts is needed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from shared.faces import Box
+from shared.index import Celebrity
+from shared.matching import PhotoMatches
+
+MAX_ROWS = 4
+TILE = 320
+PhotoLoader = Callable[[Celebrity], bytes | None]
+
+
+def face_crop(image: np.ndarray, box: Box, size: int = TILE, margin: float = 0.6) -> Image.Image:
+    """A square crop around a face, with `margin` of the face size added on each side."""
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top) * (1 + 2 * margin)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    crop = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+    picture = Image.fromarray(image).crop(crop)
+    return picture.resize((size, size), Image.LANCZOS)
+
+
+def _placeholder(size: int) -> Image.Image:
+    return Image.new("RGB", (size, size), (200, 200, 200))
+
+
+def _load_photo(loader: PhotoLoader | None, celebrity: Celebrity, size: int) -> Image.Image:
+    data = loader(celebrity) if loader else None
+    if not data:
+        return _placeholder(size)
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            return ImageOps.fit(opened.convert("RGB"), (size, size), Image.LANCZOS)
+    except OSError:
+        return _placeholder(size)
+
+
+def _badge(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int) -> None:
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = draw.textbbox(xy, text, font=font)
+    pad = size // 4
+    draw.rectangle((left - pad, top - pad, right + pad, bottom + pad), fill=(20, 20, 20))
+    draw.text(xy, text, font=font, fill=(255, 255, 255))
+
+
+def render_matches(result: PhotoMatches, photo_loader: PhotoLoader | None = None,
+                   tile: int = TILE) -> Image.Image:
+    """Rows of [user's face | best match's photo]; raises ValueError when there is no face."""
+    rows = [item for item in result.faces if item.matches][:MAX_ROWS]
+    if not rows:
+        raise ValueError("nothing to draw: no face with a match")
+    numbered = len(result.faces) > 1
+    canvas = Image.new("RGB", (2 * tile, tile * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font_size = max(14, tile // 12)
+    for i, item in enumerate(rows):
+        y = i * tile
+        canvas.paste(face_crop(result.scan.image, item.face.box, tile), (0, y))
+        best = item.matches[0]
+        canvas.paste(_load_photo(photo_loader, best.celebrity, tile), (tile, y))
+        if numbered:
+            _badge(draw, (8, y + 8), str(i + 1), font_size)
+        _badge(draw, (tile + 8, y + tile - font_size - 10), f"{best.similarity:.0%}", font_size)
+    return canvas
+
+
+def render_jpeg(result: PhotoMatches, photo_loader: PhotoLoader | None = None) -> bytes:
+    buffer = io.BytesIO()
+    render_matches(result, photo_loader).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()

@@ -1,0 +1,46 @@
+"""Shared test fixtures: the real face photos beside the repository and the dlib models."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+FACES = Path(os.environ.get("LOOKALIKE_FACES_DIR", REPO.parent / "shared" / "faces"))
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """`../shared/faces`: required in CI, skipped (with the reason) elsewhere."""
+    if not (FACES / "hard" / "EXPECTED.json").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"the face photos are missing at {FACES}")
+        pytest.skip(f"face photos not found at {FACES} (set LOOKALIKE_FACES_DIR)")
+    return FACES
+
+
+@pytest.fixture(scope="session")
+def expected(faces_dir: Path) -> dict:
+    return json.loads((faces_dir / "hard" / "EXPECTED.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def models():
+    from shared.models import load_models
+
+    return load_models()
+
+
+@pytest.fixture(scope="session")
+def labelled(faces_dir: Path) -> dict[str, list[Path]]:
+    """person label -> photo paths, from `labelled/<person>/`."""
+    people = {}
+    for person in sorted(p for p in (faces_dir / "labelled").iterdir() if p.is_dir()):
+        people[person.name] = sorted(f for f in person.iterdir() if f.is_file())
+    return people

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from shared.faces import DetectionPlan, detection_plan, face_quality, find_faces
+from shared.images import ImageError, decode_image
+
+
+def test_plan_upsamples_small_photos_like_the_classic_pipeline():
+    assert detection_plan(480, 640) == DetectionPlan(scale=1.0, upsample=1)
+    assert detection_plan(120, 96) == DetectionPlan(scale=1.0, upsample=1)
+
+
+def test_plan_scales_large_photos_down_to_the_smallest_wanted_face():
+    plan = detection_plan(960, 1280)  # smallest wanted face: 1280 / 16 = 80 px
+    assert plan == DetectionPlan(scale=1.0, upsample=0)
+    plan = detection_plan(3000, 4000)  # 250 px faces -> scaled to 80 px
+    assert plan.upsample == 0 and plan.scale == pytest.approx(80 / 250)
+    plan = detection_plan(600, 800)  # 50 px -> needs 1.6x: upsample on a 0.8 copy
+    assert plan.upsample == 1 and plan.scale == pytest.approx(0.8)
+
+
+def test_quality_measures_roll_and_eye_distance():
+    # Eyes level, 60 px apart: upright.
+    points = ((130.0, 100.0), (110.0, 100.0), (50.0, 100.0), (70.0, 100.0), (90.0, 140.0))
+    quality = face_quality((40, 60, 140, 160), points, 1.5)
+    assert quality.width == 100 and quality.height == 100
+    assert quality.eye_distance == pytest.approx(60.0)
+    assert quality.roll_degrees == pytest.approx(0.0)
+    # The right eye 60 px lower: a 45 degree tilt.
+    tilted = ((130.0, 160.0), (110.0, 160.0), (50.0, 100.0), (70.0, 100.0), (90.0, 140.0))
+    assert face_quality((40, 60, 140, 160), tilted, 1.0).roll_degrees == pytest.approx(45.0)
+
+
+def test_hard_files_give_at_least_the_expected_faces(faces_dir, expected, models):
+    for name, info in expected.items():
+        if "info" not in info:
+            continue
+        image = decode_image((faces_dir / name).read_bytes())
+        scan = find_faces(image, models)
+        wanted = info["dlib_hog_faces_upsample1"]
+        assert len(scan.faces) >= wanted, name
+        if "noface" in name or "tiny" in name:
+            assert scan.faces == [], name
+        areas = [f.quality.width * f.quality.height for f in scan.faces]
+        assert areas == sorted(areas, reverse=True), f"{name}: not largest first"
+        for face in scan.faces:
+            assert face.descriptor.shape == (128,) and face.descriptor.dtype == np.float32
+            assert np.isfinite(face.descriptor).all()
+            left, top, right, bottom = face.box
+            assert 0 <= left < right <= scan.image.shape[1]
+            assert 0 <= top < bottom <= scan.image.shape[0]
+
+
+@pytest.mark.parametrize("name", ["derived_rot90.jpg", "derived_rot180.jpg"])
+def test_turned_photos_yield_their_face(faces_dir, models, name):
+    image = decode_image((faces_dir / "hard" / name).read_bytes())
+    scan = find_faces(image, models)
+    assert len(scan.faces) == 1 and scan.rotation != 0
+    assert abs(scan.faces[0].quality.roll_degrees) < 20
+    assert find_faces(image, models, try_rotations=False).faces == []
+
+
+def test_upright_face_quality(faces_dir, models):
+    image = decode_image((faces_dir / "hard" / "small_obama.jpg").read_bytes())
+    face = find_faces(image, models).faces[0]
+    assert abs(face.quality.roll_degrees) < 15
+    assert 0.25 * face.quality.width < face.quality.eye_distance < 0.7 * face.quality.width
+    assert face.quality.score > 0
+
+
+def test_descriptors_come_from_full_resolution(faces_dir, models):
+    # The same face found on a downscaled plan gives nearly the same descriptor as on
+    # the classic full-resolution plan.
+    image = decode_image((faces_dir / "hard" / "obama_1080p.jpg").read_bytes())
+    fast = find_faces(image, models).faces[0]
+    classic = find_faces(image, models, min_face_fraction=0.0).faces[0]
+    assert np.linalg.norm(fast.descriptor - classic.descriptor) < 0.15
+
+
+def test_broken_files_raise_typed_errors(faces_dir):
+    for name in ("broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg"):
+        with pytest.raises(ImageError):
+            decode_image((faces_dir / "hard" / name).read_bytes())

@@ -1,0 +1,90 @@
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared.images import ImageTooLarge, UnreadableImage, decode_image, encode_jpeg
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_every_readable_hard_file_decodes_to_upright_rgb(faces_dir, expected):
+    for name, info in expected.items():
+        if "info" not in info:
+            continue
+        image = decode_image((faces_dir / name).read_bytes())
+        width, height = map(int, info["info"].split("/")[1].split("x"))
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name
+        assert image.shape[:2] == (height, width), name
+        if "noface_black" not in name:  # no mode may lose its values on the way to RGB
+            assert image.mean() > 10, f"{name} decoded (nearly) black"
+
+
+def test_exif_orientation_is_applied(faces_dir):
+    data = (faces_dir / "hard" / "derived_exif_orientation6.jpg").read_bytes()
+    with Image.open(io.BytesIO(data)) as raw:
+        assert raw.getexif().get(0x0112) == 6
+        stored = raw.size
+    image = decode_image(data)
+    assert (image.shape[1], image.shape[0]) == (stored[1], stored[0])
+
+
+def test_transparency_is_flattened_on_white():
+    rgba = Image.new("RGBA", (20, 10), (0, 0, 0, 0))
+    rgba.paste((255, 0, 0, 255), (5, 0, 15, 10))
+    image = decode_image(_png(rgba))
+    assert image[0, 0].tolist() == [255, 255, 255]
+    assert image[5, 10].tolist() == [255, 0, 0]
+
+
+def test_sixteen_bit_full_range_is_scaled_down():
+    values = np.full((8, 8), 65535, dtype=np.uint16)
+    image = decode_image(_png(Image.fromarray(values)))
+    assert image[0, 0].tolist() == [255, 255, 255]
+
+
+def test_first_frame_of_an_animation():
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    image = decode_image(buffer.getvalue())
+    assert image[0, 0, 0] > 200 and image[0, 0, 2] < 50
+
+
+@pytest.mark.parametrize("name", ["broken_empty.jpg", "broken_not_an_image.jpg",
+                                  "broken_truncated.jpg"])
+def test_broken_files_are_unreadable(faces_dir, name):
+    with pytest.raises(UnreadableImage) as error:
+        decode_image((faces_dir / "hard" / name).read_bytes())
+    assert error.value.code == "unreadable_image" and error.value.message
+
+
+def test_pixel_limit_is_checked_before_decoding():
+    huge = _png(Image.new("L", (9000, 5000)))  # 45 MP of zeros compresses to a few KB
+    with pytest.raises(ImageTooLarge) as error:
+        decode_image(huge)
+    assert error.value.code == "image_too_large"
+    small = _png(Image.new("RGB", (100, 100)))
+    with pytest.raises(ImageTooLarge):
+        decode_image(small, max_pixels=5_000)
+    assert decode_image(small, max_pixels=10_000).shape == (100, 100, 3)
+
+
+def test_forged_header_dimensions_are_refused_cheaply():
+    # A PNG header claiming 20000 x 20000 pixels with no data behind it.
+    header = bytearray(_png(Image.new("L", (1, 1))))
+    header[16:24] = (20000).to_bytes(4, "big") * 2
+    header[29:33] = zlib.crc32(bytes(header[12:29])).to_bytes(4, "big")
+    with pytest.raises(ImageTooLarge):
+        decode_image(bytes(header))
+
+
+def test_encode_jpeg_round_trips():
+    image = np.zeros((10, 12, 3), dtype=np.uint8)
+    assert decode_image(encode_jpeg(image)).shape == (10, 12, 3)
