@@ -1,0 +1,110 @@
+"""Per-stage medians of the per-photo path, for a 640 px and a 1280 px photo.
+
+    python -m benchmarks.pipeline [--photo PATH] [--repeat N]
+
+Stages: decode, detect (as planned by shared.faces), landmarks, descriptor and query
+(demo gallery), and the whole path; beside it the seed pipeline (largest photo,
+upsample 1 on the full image) measured in the same run, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from shared.config import DEMO_GALLERY, REPO_ROOT
+from shared.faces import describe_face, detect_faces, detection_plan, find_faces
+from shared.images import decode_image
+from shared.index import CelebrityIndex
+from shared.models import load_models
+
+DEFAULT_PHOTO = REPO_ROOT / "demo" / "samples" / "Barack_Obama_fr_obama2.jpg"
+
+
+def median_ms(run: Callable[[], object], repeat: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def photo_at(path: Path, long_side: int) -> bytes:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = long_side / max(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)),
+                             Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        return buffer.getvalue()
+
+
+def seed_pipeline(models, image: np.ndarray) -> list[np.ndarray]:
+    """The seed bot's path: upsample 1 on the full image, then each descriptor."""
+
+    rects = models.detector(image, 1)
+    out = []
+    for rect in rects:
+        shape = models.predictor(image, rect)
+        out.append(np.asarray(models.encoder.compute_face_descriptor(image, shape)))
+    return out
+
+
+def bench_size(models, index: CelebrityIndex, data: bytes, repeat: int) -> str:
+    import dlib
+
+    image = decode_image(data)
+    plan = detection_plan(*image.shape[:2])
+    box, score = detect_faces(models, image, plan)[0]
+    face = describe_face(models, image, box, score)
+    rect = dlib.rectangle(box[0], box[1], box[2] - 1, box[3] - 1)
+    shape = models.predictor(image, rect)
+
+    def whole() -> None:
+        scan = find_faces(decode_image(data), models)
+        for item in scan.faces:
+            index.query(item.descriptor, 3)
+
+    decode = median_ms(lambda: decode_image(data), repeat)
+    detect = median_ms(lambda: detect_faces(models, image, plan), repeat)
+    landmarks = median_ms(lambda: models.predictor(image, rect), repeat)
+    descriptor = median_ms(lambda: models.encoder.compute_face_descriptor(image, shape), repeat)
+    query = median_ms(lambda: index.query(face.descriptor, 3), repeat * 10)
+    total = median_ms(whole, repeat)
+    seed = median_ms(lambda: seed_pipeline(models, decode_image(data)), repeat)
+    size = f"{image.shape[1]}x{image.shape[0]}"
+    return (f"{size:>10} {decode:8.1f} {detect:8.1f} {landmarks:8.2f} {descriptor:8.1f} "
+            f"{query:8.3f} {total:8.1f} {seed:8.1f} {seed / total:9.2f}x")
+
+
+def bench(photo: Path, repeat: int) -> None:
+    models = load_models()
+    index = CelebrityIndex.load(DEMO_GALLERY)
+    print(f"photo: {photo.name}; medians of {repeat} runs, one thread, milliseconds")
+    print(f"{'size':>10} {'decode':>8} {'detect':>8} {'landmk':>8} {'descr':>8} "
+          f"{'query':>8} {'total':>8} {'seed':>8} {'seed/total':>10}")
+    for side in (640, 1280):
+        print(bench_size(models, index, photo_at(photo, side), repeat), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    bench(args.photo, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
