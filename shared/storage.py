@@ -1,0 +1,205 @@
+"""Object storage behind one small interface: a local directory or a Cloud Storage prefix.
+
+Keys are '/'-separated paths below the store's root. Writes can be made conditional on
+the object's generation (Cloud Storage preconditions): `if_generation=0` means "only if
+absent", which makes create-only markers and safe pointer switches possible. The local
+store mimics generations with a counter kept beside each object so the same code paths
+run and test without the cloud.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+
+class StoreError(Exception):
+    """Storage is unavailable or failed; worth retrying."""
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost: the object exists, or changed since it was read."""
+
+
+class NotFound(Exception):
+    """The object does not exist."""
+
+
+class Store(Protocol):
+    uri: str
+
+    def read(self, key: str) -> bytes: ...
+
+    def generation(self, key: str) -> int:
+        """The object's current generation, 0 when it does not exist."""
+        ...
+
+    def write(self, key: str, data: bytes, *, if_generation: int | None = None,
+              content_type: str | None = None) -> int:
+        """Write an object; returns its new generation. Raises PreconditionFailed."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def download(self, key: str, target: Path) -> None: ...
+
+
+def open_store(uri: str | Path) -> Store:
+    """`gs://bucket/prefix` opens Cloud Storage; anything else is a local directory."""
+    text = str(uri)
+    if text.startswith("gs://"):
+        parsed = urlparse(text)
+        return GcsStore(parsed.netloc, parsed.path.strip("/"))
+    return LocalStore(Path(text))
+
+
+class LocalStore:
+    _lock = threading.Lock()
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        parts = [p for p in key.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise ValueError(f"invalid key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _gen_path(self, key: str) -> Path:
+        path = self._path(key)
+        return path.with_name(f".{path.name}.generation")
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+
+    def generation(self, key: str) -> int:
+        if not self._path(key).is_file():
+            return 0
+        try:
+            return int(self._gen_path(key).read_text())
+        except (FileNotFoundError, ValueError):
+            return 1
+
+    def write(self, key: str, data: bytes, *, if_generation: int | None = None,
+              content_type: str | None = None) -> int:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            current = self.generation(key)
+            if if_generation is not None and current != if_generation:
+                raise PreconditionFailed(f"{key}: generation {current}, expected {if_generation}")
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.write_bytes(data)
+            os.replace(temporary, path)  # readers see the old or the new object, never half
+            self._gen_path(key).write_text(str(current + 1))
+            return current + 1
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+        self._gen_path(key).unlink(missing_ok=True)
+
+    def download(self, key: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.read(key))
+
+
+_clients: dict[str, object] = {}
+
+
+def gcs_client():
+    """One Cloud Storage client per process, made on first use (honours
+    STORAGE_EMULATOR_HOST for the local emulator)."""
+    client = _clients.get("storage")
+    if client is None:
+        from google.cloud import storage
+
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
+
+            client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
+                                    credentials=AnonymousCredentials())
+        else:
+            client = storage.Client()
+        _clients["storage"] = client
+    return client
+
+
+class GcsStore:
+    def __init__(self, bucket: str, prefix: str = "", client=None) -> None:
+        self.bucket_name = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"gs://{bucket}/{self.prefix}".rstrip("/")
+        self._client = client
+
+    @property
+    def bucket(self):
+        return (self._client or gcs_client()).bucket(self.bucket_name)
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, action):
+        from google.api_core import exceptions
+
+        try:
+            return action()
+        except exceptions.PreconditionFailed as exc:
+            raise PreconditionFailed(str(exc)) from None
+        except exceptions.NotFound as exc:
+            raise NotFound(str(exc)) from None
+        except (exceptions.GoogleAPIError, OSError) as exc:
+            raise StoreError(f"{self.uri}: {exc}") from exc
+
+    def read(self, key: str) -> bytes:
+        return self._call(lambda: self.bucket.blob(self._name(key)).download_as_bytes())
+
+    def generation(self, key: str) -> int:
+        blob = self._call(lambda: self.bucket.get_blob(self._name(key)))
+        return int(blob.generation) if blob is not None else 0
+
+    def write(self, key: str, data: bytes, *, if_generation: int | None = None,
+              content_type: str | None = None) -> int:
+        blob = self.bucket.blob(self._name(key))
+        self._call(lambda: blob.upload_from_string(
+            data, content_type=content_type or "application/octet-stream",
+            if_generation_match=if_generation))
+        return int(blob.generation or 0)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        start = len(self.prefix) + 1 if self.prefix else 0
+        blobs = self._call(lambda: list(
+            (self._client or gcs_client()).list_blobs(self.bucket_name,
+                                                      prefix=self._name(prefix))))
+        for blob in blobs:
+            yield blob.name[start:]
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._call(lambda: self.bucket.blob(self._name(key)).delete())
+
+    def download(self, key: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.part")
+        self._call(lambda: self.bucket.blob(self._name(key)).download_to_filename(
+            str(temporary)))
+        os.replace(temporary, target)
