@@ -14,15 +14,18 @@ from shared.config import Settings
 def _match(args: argparse.Namespace) -> int:
     from shared.images import ImageError
     from shared.index import CelebrityIndex
+    from shared.index_store import fetch_index
     from shared.manifest import IndexMismatch
     from shared.matching import match_photo, matches_json
     from shared.models import ModelError, load_models
+    from shared.storage import StoreError
 
     settings = Settings.from_env()
     try:
-        index = CelebrityIndex.load(args.index or settings.index_uri)
+        index = CelebrityIndex.load(fetch_index(args.index or settings.index_uri,
+                                                settings.cache_dir + "/index"))
         models = load_models()
-    except (IndexMismatch, ModelError) as exc:
+    except (IndexMismatch, ModelError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = Settings(**{**settings.__dict__, "top_k": args.top})

@@ -42,6 +42,8 @@ class Settings:
     markers_uri: str = ""
     # Jobs older than this are dropped with a log line instead of being answered.
     max_job_age_seconds: int = 600
+    # Local cache for files fetched from Cloud Storage (index versions, model files).
+    cache_dir: str = "/tmp/lookalike-cache"
     # How often the worker looks for a newer index version.
     index_refresh_seconds: int = 300
     # The Bot API server; tests point it at a local server that speaks the same protocol.

@@ -44,3 +44,34 @@ def labelled(faces_dir: Path) -> dict[str, list[Path]]:
     for person in sorted(p for p in (faces_dir / "labelled").iterdir() if p.is_dir()):
         people[person.name] = sorted(f for f in person.iterdir() if f.is_file())
     return people
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """fake-gcs-server for the whole session, with clients in this process pointed at it."""
+    from shared import storage
+    from tests.emulators import start_fake_gcs
+
+    emulator = start_fake_gcs()
+    saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+    storage._clients.clear()
+    yield emulator
+    emulator.stop()
+    storage._clients.clear()
+    if saved is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = saved
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator) -> str:
+    """A new, empty bucket in the emulator; returns its name."""
+    import uuid
+
+    from shared.storage import gcs_client
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    gcs_client().create_bucket(name)
+    return name

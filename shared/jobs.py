@@ -1,0 +1,89 @@
+"""The job message the webhook publishes to Pub/Sub and the worker consumes.
+
+Small, versioned JSON: it carries the Bot API `file_id` of the chosen photo size, never
+the photo itself. Decoding is strict, so a malformed or foreign message becomes a
+`MalformedJob` that the worker logs and acknowledges instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
+
+JOB_VERSION = 1
+MAX_JOB_BYTES = 4096
+
+
+class MalformedJob(ValueError):
+    """A message that is not a job this code can handle (never worth retrying)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    update_id: int
+    chat_id: int
+    message_id: int
+    file_id: str  # of the chosen photo size (or the image document)
+    file_unique_id: str
+    width: int  # 0 when unknown (documents)
+    height: int
+    received_at: float  # unix seconds when the webhook accepted the update
+    file_size: int = 0  # 0 when unknown
+    language_code: str = ""  # the sender's Telegram language, e.g. "ru"
+    chat_type: str = "private"
+    version: int = JOB_VERSION
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+
+    def age_seconds(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.received_at
+
+    @property
+    def key(self) -> str:
+        """What makes two deliveries the same photo: one answer per update."""
+        return f"{self.chat_id}/{self.update_id}"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Job:
+        """Parse and validate a job; raises `MalformedJob` with the reason."""
+        if len(data) > MAX_JOB_BYTES:
+            raise MalformedJob(f"job of {len(data)} bytes is over {MAX_JOB_BYTES}")
+        try:
+            raw = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedJob(f"not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise MalformedJob("not a JSON object")
+        if raw.get("version") != JOB_VERSION:
+            raise MalformedJob(f"job version {raw.get('version')!r}, expected {JOB_VERSION}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                if f.default is not MISSING:
+                    continue
+                raise MalformedJob(f"missing field {f.name!r}")
+            values[f.name] = _check(f.name, raw[f.name], f.type)
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise MalformedJob(f"unknown fields {sorted(unknown)}")
+        if not values["file_id"]:
+            raise MalformedJob("empty file_id")
+        return cls(**values)
+
+
+def _check(name: str, value: Any, kind: Any) -> Any:
+    kind = str(kind)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MalformedJob(f"{name} must be an integer")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MalformedJob(f"{name} must be a number")
+        return float(value)
+    if not isinstance(value, str) or len(value) > 512:
+        raise MalformedJob(f"{name} must be a short string")
+    return value

