@@ -50,7 +50,7 @@ def labelled(faces_dir: Path) -> dict[str, list[Path]]:
 def gcs_emulator():
     """fake-gcs-server for the whole session, with clients in this process pointed at it."""
     from shared import storage
-    from tests.emulators import start_fake_gcs
+    from stack.emulators import start_fake_gcs
 
     emulator = start_fake_gcs()
     saved = os.environ.get("STORAGE_EMULATOR_HOST")

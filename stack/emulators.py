@@ -1,4 +1,4 @@
-"""Real local emulators for the tests and the local stack: fake-gcs-server for Cloud
+"""Real local emulators for the local stack and the tests: fake-gcs-server for Cloud
 Storage and Google's Pub/Sub emulator. Each runs as a child process on a free loopback
 port and is stopped when its context exits."""
 

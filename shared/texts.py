@@ -1,0 +1,62 @@
+"""Everything the bot says, in English and Russian; English is the fallback.
+
+Keys are stable names; `text(key, language_code, **values)` picks the user's language
+from Telegram's `language_code` ("ru", "ru-RU", "en-GB", ...).
+"""
+
+from __future__ import annotations
+
+DEFAULT_LANGUAGE = "en"
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "start": (
+            "Hi! Send me a photo of a face and I will tell you which celebrities it "
+            "looks like.\n\n/help – how it works\n/privacy – what happens to your photo"),
+        "help": (
+            "Send a photo (or an image file) with one or more faces. For every face I "
+            "name the three celebrities it looks most like, with a similarity score: "
+            "the share of people who look less like that celebrity.\n\n"
+            "Tips: a clear, well-lit face looking at the camera works best.\n"
+            "In groups, mention me in the photo's caption or reply to a photo with "
+            "/lookalike."),
+        "privacy": (
+            "Your photo is only used to answer you: it is downloaded from Telegram, "
+            "looked at in memory and forgotten. Nothing is stored — no photo, no face "
+            "data. Only the id of the update is kept for a day so that you get exactly "
+            "one answer."),
+        "send_photo": "Please send me a photo with a face in it.",
+        "group_reply_needed": "Reply to a photo with /lookalike and I will look at it.",
+    },
+    "ru": {
+        "start": (
+            "Привет! Пришлите фото лица, и я скажу, на каких знаменитостей оно похоже."
+            "\n\n/help – как это работает\n/privacy – что происходит с вашим фото"),
+        "help": (
+            "Пришлите фото (или изображение файлом) с одним или несколькими лицами. Для "
+            "каждого лица я назову трёх самых похожих знаменитостей и степень сходства: "
+            "долю людей, которые похожи на эту знаменитость меньше.\n\n"
+            "Совет: лучше всего подходит чёткое, хорошо освещённое лицо, смотрящее в камеру.\n"
+            "В группах упомяните меня в подписи к фото или ответьте на фото командой "
+            "/lookalike."),
+        "privacy": (
+            "Ваше фото используется только для ответа: оно скачивается из Telegram, "
+            "обрабатывается в памяти и забывается. Ничего не хранится — ни фото, ни данных "
+            "о лице. Только номер сообщения хранится сутки, чтобы вы получили ровно один "
+            "ответ."),
+        "send_photo": "Пожалуйста, пришлите фото с лицом.",
+        "group_reply_needed": "Ответьте на фото командой /lookalike, и я его посмотрю.",
+    },
+}
+
+
+def language(language_code: str | None) -> str:
+    """The supported language closest to Telegram's `language_code`."""
+    base = (language_code or "").split("-")[0].split("_")[0].lower()
+    return base if base in TEXTS else DEFAULT_LANGUAGE
+
+
+def text(key: str, language_code: str | None = None, **values: object) -> str:
+    """The text `key` in the user's language (English when missing), formatted."""
+    template = TEXTS[language(language_code)].get(key) or TEXTS[DEFAULT_LANGUAGE][key]
+    return template.format(**values) if values else template
