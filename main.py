@@ -7,8 +7,38 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import functions_framework
 
 from shared.config import Settings
+
+if TYPE_CHECKING:
+    import flask
+    import flask.typing
+    from cloudevents.http import CloudEvent
+
+
+# -- Cloud Functions: thin entry points; the code lives in functions/ and is imported on
+# first call, so each function pays only for what it uses.
+
+@functions_framework.http
+def webhook(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """HTTP function: Telegram webhook updates in, jobs on Pub/Sub out."""
+    from functions.webhook import handle_request
+
+    return handle_request(request)
+
+
+@functions_framework.cloud_event
+def worker(event: CloudEvent) -> None:
+    """Pub/Sub-triggered function: one job in, one reply in the chat."""
+    from functions.worker import handle_event
+
+    handle_event(event)
+
+
+# -- the command line
 
 
 def _match(args: argparse.Namespace) -> int:
