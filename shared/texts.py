@@ -27,6 +27,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "one answer."),
         "send_photo": "Please send me a photo with a face in it.",
         "group_reply_needed": "Reply to a photo with /lookalike and I will look at it.",
+        "file_too_large": "This file is over 20 MB, too large for me to download. "
+                          "Please send it as a photo instead.",
     },
     "ru": {
         "start": (
@@ -46,6 +48,8 @@ TEXTS: dict[str, dict[str, str]] = {
             "ответ."),
         "send_photo": "Пожалуйста, пришлите фото с лицом.",
         "group_reply_needed": "Ответьте на фото командой /lookalike, и я его посмотрю.",
+        "file_too_large": "Этот файл больше 20 МБ, я не могу его скачать. "
+                          "Пожалуйста, пришлите его как фото.",
     },
 }
 
