@@ -1,0 +1,596 @@
+"""A local server that speaks the Telegram Bot API over HTTP, for the local stack and tests.
+
+Telegram's servers are the one edge this project cannot run locally, so this stands in
+for them on the wire: `POST/GET /bot<token>/<method>` with JSON, form-urlencoded or
+multipart bodies, answers shaped `{"ok": true, "result": ...}` or `{"ok": false,
+"error_code": N, "description": ..., "parameters": {...}}`, and file downloads at
+`/file/bot<token>/<file_path>`. Any Bot API client (python-telegram-bot with
+`base_url=url + "/bot"`, `base_file_url=url + "/file/bot"`) talks to it unchanged.
+
+What users would see (sent messages and photos) is recorded in `sent`; every request in
+`calls`; `fail_next` injects the errors Telegram returns (429 with retry_after, 5xx, 400).
+
+Run alone: `python -m stack.bot_api --port 8081 --token 123:ABC`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import email.parser
+import email.policy
+import io
+import itertools
+import json
+import logging
+import re
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from PIL import Image
+
+log = logging.getLogger("stack.bot_api")
+
+# Telegram's limits that clients meet.
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses larger files
+MAX_CAPTION = 1024
+MAX_TEXT = 4096
+PHOTO_SIDES = (90, 320, 800, 1280)
+MAX_PHOTO_SIDE = 2560
+TOKEN_FORMAT = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+
+# Methods whose requests put something in front of a user.
+SENDING_METHODS = {"sendmessage", "sendphoto", "senddocument", "editmessagetext",
+                   "editmessagecaption", "editmessagemedia"}
+
+DEFAULT_DESCRIPTIONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden: bot was blocked by the user",
+    404: "Not Found",
+    409: "Conflict",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer, as Telegram words it."""
+
+    def __init__(self, status: int, description: str = "",
+                 retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description or DEFAULT_DESCRIPTIONS.get(status, "Error")
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"ok": False, "error_code": self.status,
+                                  "description": self.description}
+        if self.retry_after is not None:
+            answer["parameters"] = {"retry_after": self.retry_after}
+        return answer
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message a user would see."""
+
+    method: str
+    chat_id: int | str
+    message_id: int
+    reply_to: int | None
+    text: str | None = None
+    caption: str | None = None
+    photo: bytes | None = None
+    document: bytes | None = None
+    parse_mode: str | None = None
+    time: float = field(default_factory=time.time)
+
+    @property
+    def body(self) -> str:
+        """The text or the caption, whichever the message has."""
+        return self.text if self.text is not None else (self.caption or "")
+
+
+@dataclass
+class _StoredFile:
+    file_id: str
+    file_unique_id: str
+    data: bytes
+    file_path: str
+    mime_type: str
+
+
+@dataclass
+class _Failure:
+    status: int
+    times: int
+    retry_after: int | None
+    description: str
+
+
+class BotApiServer:
+    """The Bot API for one bot token, on a loopback port, served from a thread."""
+
+    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.token = token
+        self.host = host
+        self.port = port
+        self.url = ""
+        self.sent: list[SentMessage] = []
+        self.calls: list[dict[str, Any]] = []
+        self.webhook: dict[str, Any] = {}
+        self._files: dict[str, _StoredFile] = {}
+        self._failures: dict[str, _Failure] = {}
+        self._downloads = 0
+        self._ids = itertools.count(1)
+        self._message_ids = itertools.count(1000)
+        self._lock = threading.Condition()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.bot_id = int(token.split(":")[0]) if TOKEN_FORMAT.match(token) else 1
+
+    # -- lifecycle
+
+    def start(self) -> BotApiServer:
+        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(target=server.serve_forever, name="bot-api",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def __enter__(self) -> BotApiServer:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- files users send
+
+    def add_photo(self, data: bytes) -> list[dict[str, Any]]:
+        """Register a photo as Telegram does: JPEG sizes, smallest first (PhotoSize dicts)."""
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
+        longest = max(image.size)
+        sides = [s for s in PHOTO_SIDES if s < longest] + [min(longest, MAX_PHOTO_SIDE)]
+        sizes = []
+        for side in sides:
+            scale = side / longest
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            scaled = image if size == image.size else image.resize(size, Image.LANCZOS)
+            buffer = io.BytesIO()
+            scaled.save(buffer, format="JPEG", quality=87)
+            stored = self._store(buffer.getvalue(), "photos", "jpg", "image/jpeg")
+            sizes.append({"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+                          "width": size[0], "height": size[1], "file_size": len(stored.data)})
+        return sizes
+
+    def add_file(self, data: bytes, file_name: str = "file.jpg",
+                 mime_type: str = "image/jpeg") -> dict[str, Any]:
+        """Register a document (any bytes) and return its Document dict."""
+        extension = file_name.rsplit(".", 1)[-1] if "." in file_name else "bin"
+        stored = self._store(data, "documents", extension, mime_type)
+        return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+                "file_name": file_name, "mime_type": mime_type, "file_size": len(data)}
+
+    def _store(self, data: bytes, folder: str, extension: str, mime_type: str) -> _StoredFile:
+        with self._lock:
+            number = next(self._ids)
+            stored = _StoredFile(
+                file_id=f"AgAC{secrets.token_urlsafe(24)}",
+                file_unique_id=f"AQAD{secrets.token_urlsafe(8)}",
+                data=data, file_path=f"{folder}/file_{number}.{extension}",
+                mime_type=mime_type)
+            self._files[stored.file_id] = stored
+            return stored
+
+    # -- what happened, and injected errors
+
+    def fail_next(self, method: str, status: int, *, times: int = 1,
+                  retry_after: int | None = None, description: str = "") -> None:
+        """Answer the next `times` calls of `method` with an error (method "download"
+        for file downloads)."""
+        if status == 429 and not description:
+            description = f"Too Many Requests: retry after {retry_after or 1}"
+        if status == 429 and retry_after is None:
+            retry_after = 1
+        with self._lock:
+            self._failures[method.lower()] = _Failure(status, times, retry_after, description)
+
+    def wait_for_sent(self, count: int, timeout: float = 30.0) -> list[SentMessage]:
+        """Block until at least `count` messages were sent; returns them all."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.sent) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self.sent)} of {count} messages sent "
+                                       f"within {timeout:.0f} s")
+                self._lock.wait(remaining)
+            return list(self.sent)
+
+    def downloads(self) -> int:
+        with self._lock:
+            return self._downloads
+
+    def _take_failure(self, method: str) -> ApiError | None:
+        with self._lock:
+            failure = self._failures.get(method.lower())
+            if failure is None:
+                return None
+            failure.times -= 1
+            if failure.times <= 0:
+                del self._failures[method.lower()]
+            return ApiError(failure.status, failure.description, failure.retry_after)
+
+    def _record_call(self, method: str, status: int) -> None:
+        with self._lock:
+            self.calls.append({"method": method, "time": time.time(), "status": status})
+        log.info("%s -> %s", method, status)
+
+    # -- requests
+
+    def handle_method(self, token: str, method: str, params: dict[str, Any],
+                      files: dict[str, bytes]) -> tuple[int, dict[str, Any]]:
+        try:
+            if token != self.token:
+                raise ApiError(401 if TOKEN_FORMAT.match(token) else 404)
+            failure = self._take_failure(method)
+            if failure is not None:
+                raise failure
+            handler = _METHODS.get(method.lower())
+            if handler is None:
+                raise ApiError(404)
+            result = handler(self, params, files)
+        except ApiError as exc:
+            self._record_call(method, exc.status)
+            return exc.status, exc.body()
+        self._record_call(method, 200)
+        return 200, {"ok": True, "result": result}
+
+    def handle_download(self, token: str, file_path: str) -> tuple[int, bytes, str]:
+        failure = self._take_failure("download")
+        if failure is not None:
+            self._record_call("download", failure.status)
+            return failure.status, json.dumps(failure.body()).encode(), "application/json"
+        with self._lock:
+            stored = next((f for f in self._files.values() if f.file_path == file_path), None)
+            if token != self.token or stored is None or len(stored.data) > MAX_DOWNLOAD_BYTES:
+                stored = None
+            else:
+                self._downloads += 1
+        if stored is None:
+            self._record_call("download", 404)
+            return 404, json.dumps(ApiError(404).body()).encode(), "application/json"
+        self._record_call("download", 200)
+        return 200, stored.data, stored.mime_type
+
+    # -- the methods
+
+    def _get_me(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Lookalike",
+                "username": "lookalike_local_bot", "can_join_groups": True,
+                "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    def _get_file(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+        file_id = str(params.get("file_id") or "")
+        if not file_id:
+            raise ApiError(400, "Bad Request: there is no file_id in the request")
+        with self._lock:
+            stored = self._files.get(file_id)
+        if stored is None:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        if len(stored.data) > MAX_DOWNLOAD_BYTES:
+            raise ApiError(400, "Bad Request: file is too big")
+        return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+                "file_size": len(stored.data), "file_path": stored.file_path}
+
+    def _send_message(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+        chat_id = _chat_id(params)
+        text = str(params.get("text") or "")
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT:
+            raise ApiError(400, "Bad Request: message is too long")
+        message = self._record_sent("sendMessage", chat_id, params, text=text)
+        return {**self._message(chat_id, message.message_id, params), "text": text}
+
+    def _send_media(self, params: dict[str, Any], files: dict[str, bytes],
+                    kind: str) -> dict[str, Any]:
+        chat_id = _chat_id(params)
+        caption = params.get("caption")
+        if caption is not None and len(str(caption)) > MAX_CAPTION:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        data = self._media_bytes(params, files, kind)
+        method = "sendPhoto" if kind == "photo" else "sendDocument"
+        message = self._record_sent(method, chat_id, params,
+                                    caption=None if caption is None else str(caption),
+                                    **{kind: data})
+        result = self._message(chat_id, message.message_id, params)
+        if kind == "photo":
+            result["photo"] = self.add_photo(data)
+        else:
+            result["document"] = self.add_file(data, "file.jpg")
+        if caption is not None:
+            result["caption"] = str(caption)
+        return result
+
+    def _media_bytes(self, params: dict[str, Any], files: dict[str, bytes], kind: str) -> bytes:
+        value = params.get(kind)
+        if isinstance(value, str) and value.startswith("attach://"):
+            value = files.get(value[len("attach://"):])
+        elif kind in files:
+            value = files[kind]
+        if isinstance(value, bytes):
+            if not value:
+                raise ApiError(400, "Bad Request: file must be non-empty")
+            if kind == "photo":
+                try:
+                    with Image.open(io.BytesIO(value)) as opened:
+                        opened.verify()
+                except Exception:
+                    raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+            return value
+        if isinstance(value, str) and value:
+            with self._lock:
+                stored = self._files.get(value)
+            if stored is None:
+                raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+            return stored.data
+        raise ApiError(400, f"Bad Request: there is no {kind} in the request")
+
+    def _edit(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+        chat_id = _chat_id(params)
+        message_id = int(params.get("message_id") or 0)
+        text, caption = params.get("text"), params.get("caption")
+        method = "editMessageText" if text is not None else "editMessageCaption"
+        self._record_sent(method, chat_id, params, text=text, caption=caption,
+                          message_id=message_id)
+        return {**self._message(chat_id, message_id, params),
+                **({"text": text} if text is not None else {"caption": caption})}
+
+    def _webhook_call(self, params: dict[str, Any], files: dict[str, bytes],
+                      action: str) -> Any:
+        with self._lock:
+            if action == "set":
+                self.webhook = {k: v for k, v in params.items() if k != "certificate"}
+            elif action == "delete":
+                self.webhook = {}
+            else:
+                return {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                        "pending_update_count": 0,
+                        "allowed_updates": self.webhook.get("allowed_updates", [])}
+        return True
+
+    def _record_sent(self, method: str, chat_id: int | str, params: dict[str, Any], *,
+                     text: str | None = None, caption: str | None = None,
+                     photo: bytes | None = None, document: bytes | None = None,
+                     message_id: int | None = None) -> SentMessage:
+        with self._lock:
+            message = SentMessage(
+                method=method, chat_id=chat_id,
+                message_id=message_id if message_id is not None else next(self._message_ids),
+                reply_to=_reply_to(params), text=text, caption=caption, photo=photo,
+                document=document, parse_mode=params.get("parse_mode"))
+            self.sent.append(message)
+            self._lock.notify_all()
+            return message
+
+    def _message(self, chat_id: int | str, message_id: int,
+                 params: dict[str, Any]) -> dict[str, Any]:
+        chat: dict[str, Any] = {"id": chat_id, "type": "private"}
+        if isinstance(chat_id, int) and chat_id < 0:
+            chat = {"id": chat_id, "type": "supergroup", "title": "Group"}
+        return {"message_id": message_id, "date": int(time.time()), "chat": chat,
+                "from": {"id": self.bot_id, "is_bot": True, "first_name": "Lookalike",
+                         "username": "lookalike_local_bot"}}
+
+
+_METHODS = {
+    "getme": BotApiServer._get_me,
+    "getfile": BotApiServer._get_file,
+    "sendmessage": BotApiServer._send_message,
+    "sendphoto": lambda s, p, f: s._send_media(p, f, "photo"),
+    "senddocument": lambda s, p, f: s._send_media(p, f, "document"),
+    "sendchataction": lambda s, p, f: bool(_chat_id(p)),
+    "editmessagetext": BotApiServer._edit,
+    "editmessagecaption": BotApiServer._edit,
+    "setwebhook": lambda s, p, f: s._webhook_call(p, f, "set"),
+    "deletewebhook": lambda s, p, f: s._webhook_call(p, f, "delete"),
+    "getwebhookinfo": lambda s, p, f: s._webhook_call(p, f, "info"),
+}
+
+
+def _chat_id(params: dict[str, Any]) -> int | str:
+    value = params.get("chat_id")
+    if value in (None, ""):
+        raise ApiError(400, "Bad Request: chat_id is empty")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        if isinstance(value, str) and value.startswith("@"):
+            return value
+        raise ApiError(400, "Bad Request: chat not found") from None
+
+
+def _reply_to(params: dict[str, Any]) -> int | None:
+    reply = params.get("reply_parameters")
+    if isinstance(reply, str):
+        try:
+            reply = json.loads(reply)
+        except json.JSONDecodeError:
+            raise ApiError(400, "Bad Request: can't parse reply parameters JSON object") from None
+    if isinstance(reply, dict) and reply.get("message_id") is not None:
+        return int(reply["message_id"])
+    if params.get("reply_to_message_id") not in (None, ""):
+        return int(params["reply_to_message_id"])
+    return None
+
+
+def _decode_json_values(params: dict[str, Any]) -> dict[str, Any]:
+    """Form fields carry objects as JSON text, as Telegram accepts them."""
+    decoded = dict(params)
+    for key, value in params.items():
+        if isinstance(value, str) and value[:1] in ("{", "["):
+            with contextlib.suppress(json.JSONDecodeError):
+                decoded[key] = json.loads(value)
+    return decoded
+
+
+def _parse_body(content_type: str, body: bytes,
+                query: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    params: dict[str, Any] = dict(parse_qsl(query))
+    files: dict[str, bytes] = {}
+    kind = content_type.split(";")[0].strip().lower()
+    if not body:
+        return params, files
+    if kind == "application/json":
+        try:
+            loaded = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ApiError(400, "Bad Request: can't parse JSON object") from None
+        if not isinstance(loaded, dict):
+            raise ApiError(400, "Bad Request: can't parse JSON object")
+        params.update(loaded)
+    elif kind == "application/x-www-form-urlencoded":
+        params.update(_decode_json_values(dict(parse_qsl(body.decode("utf-8", "replace")))))
+    elif kind == "multipart/form-data":
+        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        if not message.is_multipart():
+            raise ApiError(400, "Bad Request: can't parse multipart body")
+        fields: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not name:
+                continue
+            payload = part.get_payload(decode=True) or b""
+            if part.get_filename() is not None:
+                files[name] = payload
+            else:
+                fields[name] = payload.decode("utf-8", "replace")
+        params.update(_decode_json_values(fields))
+    return params, files
+
+
+def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as clients expect from Telegram
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # calls are logged by the server without the token in the path
+
+        def do_GET(self) -> None:
+            self._route()
+
+        def do_POST(self) -> None:
+            self._route()
+
+        def _read_body(self) -> bytes:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _route(self) -> None:
+            parts = urlsplit(self.path)
+            path = unquote(parts.path)
+            body = self._read_body()
+            if path.startswith("/file/bot"):
+                token, _, file_path = path[len("/file/bot"):].partition("/")
+                status, data, mime = api.handle_download(token, file_path)
+                self._answer(status, data, mime)
+                return
+            match = re.fullmatch(r"/bot([^/]*)/([A-Za-z0-9_]*)", path)
+            if match is None:
+                self._answer(404, json.dumps(ApiError(404).body()).encode(), "application/json")
+                return
+            try:
+                params, files = _parse_body(self.headers.get("Content-Type", ""), body,
+                                            parts.query)
+            except ApiError as exc:
+                self._answer(exc.status, json.dumps(exc.body()).encode(), "application/json")
+                return
+            status, answer = api.handle_method(match.group(1), match.group(2), params, files)
+            self._answer(status, json.dumps(answer, ensure_ascii=False).encode(),
+                         "application/json")
+
+        def _answer(self, status: int, data: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def photo_update(update_id: int, chat_id: int, message_id: int, photo: list[dict[str, Any]],
+                 *, language_code: str = "en", caption: str | None = None,
+                 chat_type: str = "private", user_id: int | None = None) -> dict[str, Any]:
+    """An Update carrying a photo message, as Telegram would post it to a webhook."""
+    user_id = user_id if user_id is not None else abs(chat_id)
+    chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+    if chat_type == "private":
+        chat["first_name"] = "Test"
+    else:
+        chat["title"] = "Test group"
+    message: dict[str, Any] = {
+        "message_id": message_id, "date": int(time.time()), "chat": chat,
+        "from": {"id": user_id, "is_bot": False, "first_name": "Test",
+                 "language_code": language_code},
+        "photo": photo}
+    if caption is not None:
+        message["caption"] = caption
+    return {"update_id": update_id, "message": message}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.bot_api", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--token", required=True, help="the bot token clients must use")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    server = BotApiServer(args.token, args.host, args.port).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The local Bot API server, driven by python-telegram-bot over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+
+import pytest
+import telegram
+from PIL import Image
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+
+from stack.bot_api import MAX_DOWNLOAD_BYTES, BotApiServer
+
+TOKEN = "123456:TEST-token_abc"
+
+
+@pytest.fixture
+def api() -> Iterator[BotApiServer]:
+    with BotApiServer(TOKEN) as server:
+        yield server
+
+
+def jpeg(width: int, height: int, color: tuple[int, int, int] = (200, 120, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def run(api: BotApiServer, action, token: str = TOKEN):
+    async def main():
+        async with telegram.Bot(token, base_url=api.url + "/bot",
+                                base_file_url=api.url + "/file/bot") as bot:
+            return await action(bot)
+
+    return asyncio.run(main())
+
+
+def test_get_me_and_wrong_token(api: BotApiServer) -> None:
+    me = run(api, lambda bot: bot.get_me())
+    assert me.id == 123456 and me.is_bot
+    with pytest.raises(InvalidToken):
+        run(api, lambda bot: bot.get_me(), token="123456:wrong")
+    assert api.calls[-1]["status"] == 401
+
+
+def test_photo_sizes_like_telegram(api: BotApiServer) -> None:
+    sizes = api.add_photo(jpeg(1000, 500))
+    assert [(s["width"], s["height"]) for s in sizes] == [(90, 45), (320, 160), (800, 400),
+                                                         (1000, 500)]
+    assert all(s["file_size"] > 0 and s["file_id"] for s in sizes)
+    huge = api.add_photo(jpeg(3000, 1500))
+    assert (huge[-1]["width"], huge[-1]["height"]) == (2560, 1280)
+    assert len(api.add_photo(jpeg(60, 40))) == 1
+
+
+def test_get_file_and_download_into_memory(api: BotApiServer) -> None:
+    sizes = api.add_photo(jpeg(640, 480))
+
+    async def fetch(bot: telegram.Bot) -> bytes:
+        file = await bot.get_file(sizes[-1]["file_id"])
+        assert file.file_path and file.file_size == sizes[-1]["file_size"]
+        return bytes(await file.download_as_bytearray())
+
+    data = run(api, fetch)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (640, 480)
+    assert api.downloads() == 1
+
+
+def test_unknown_file_and_file_too_big(api: BotApiServer) -> None:
+    with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
+        run(api, lambda bot: bot.get_file("nope"))
+    big = api.add_file(b"\0" * (MAX_DOWNLOAD_BYTES + 1), "big.jpg")
+    with pytest.raises(BadRequest, match=r"(?i)file is too big"):
+        run(api, lambda bot: bot.get_file(big["file_id"]))
+
+
+def test_send_photo_multipart_is_recorded_with_bytes(api: BotApiServer) -> None:
+    picture = jpeg(64, 32)
+    message = run(api, lambda bot: bot.send_photo(
+        chat_id=42, photo=picture, caption="Привет 1. Someone 87%",
+        reply_parameters=telegram.ReplyParameters(message_id=7,
+                                                  allow_sending_without_reply=True)))
+    assert isinstance(message, telegram.Message) and message.photo
+    [sent] = api.wait_for_sent(1, timeout=5)
+    assert sent.method == "sendPhoto" and sent.chat_id == 42 and sent.reply_to == 7
+    assert sent.photo == picture and sent.caption == "Привет 1. Someone 87%"
+
+
+def test_send_message_and_reply_to_message_id(api: BotApiServer) -> None:
+    run(api, lambda bot: bot.send_message(chat_id=-100, text="hello", reply_to_message_id=9))
+    [sent] = api.sent
+    assert (sent.method, sent.chat_id, sent.reply_to, sent.text) == ("sendMessage", -100, 9,
+                                                                     "hello")
+
+
+def test_caption_limit_like_telegram(api: BotApiServer) -> None:
+    with pytest.raises(BadRequest, match=r"(?i)caption is too long"):
+        run(api, lambda bot: bot.send_photo(chat_id=1, photo=jpeg(8, 8), caption="x" * 1025))
+    assert api.sent == []
+
+
+def test_injected_429_surfaces_as_retry_after(api: BotApiServer) -> None:
+    api.fail_next("sendMessage", 429, retry_after=3)
+    with pytest.raises(RetryAfter) as caught:
+        run(api, lambda bot: bot.send_message(chat_id=1, text="hi"))
+    with warnings.catch_warnings():  # the type of retry_after is changing across versions
+        warnings.simplefilter("ignore")
+        retry_after = caught.value.retry_after
+    assert getattr(retry_after, "total_seconds", lambda: retry_after)() == 3
+    run(api, lambda bot: bot.send_message(chat_id=1, text="hi"))  # only the next call failed
+    assert len(api.sent) == 1
+
+
+def test_injected_500_surfaces_as_network_error(api: BotApiServer) -> None:
+    api.fail_next("sendPhoto", 500, times=2)
+    for _ in range(2):
+        with pytest.raises(NetworkError):
+            run(api, lambda bot: bot.send_photo(chat_id=1, photo=jpeg(8, 8)))
+    run(api, lambda bot: bot.send_photo(chat_id=1, photo=jpeg(8, 8)))
+    assert [c["status"] for c in api.calls if c["method"] == "sendPhoto"] == [500, 500, 200]
+    assert len(api.sent) == 1
+
+
+def test_injected_403_surfaces_as_forbidden(api: BotApiServer) -> None:
+    api.fail_next("sendMessage", 403)
+    with pytest.raises(Forbidden, match=r"(?i)blocked"):
+        run(api, lambda bot: bot.send_message(chat_id=1, text="hi"))
+
+
+def test_unknown_method_and_webhook_calls(api: BotApiServer) -> None:
+    def post(path: str, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(api.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, json.load(answer)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    status, body = post(f"/bot{TOKEN}/noSuchMethod", {})
+    assert (status, body) == (404, {"ok": False, "error_code": 404, "description": "Not Found"})
+    assert post("/botnotatoken/getMe", {})[0] == 404
+    assert post(f"/bot{TOKEN}/setWebhook",
+                {"url": "https://example.org/hook", "secret_token": "s"}) == (
+        200, {"ok": True, "result": True})
+    info = run(api, lambda bot: bot.get_webhook_info())
+    assert info.url == "https://example.org/hook"
+    assert api.webhook["secret_token"] == "s"
