@@ -1,0 +1,83 @@
+# shellcheck shell=bash
+# The one place to configure the deployment. Sourced by every script in infra/; each
+# value can be overridden from the environment, e.g. `PROJECT=my-proj infra/deploy.sh`.
+# Sizes and limits are explained in docs/deploy.md.
+
+# -- where --------------------------------------------------------------------------
+# Empty means gcloud's configured project (`gcloud config set project ...`).
+PROJECT=${PROJECT:-}
+REGION=${REGION:-europe-west1}
+# Holds the index, the model files and the dedupe markers. Empty means
+# PROJECT-lookalike (bucket names are global, hence the project prefix).
+BUCKET=${BUCKET:-}
+# Prefixes inside the bucket; the markers prefix must match infra/lifecycle.json.
+INDEX_PREFIX=${INDEX_PREFIX:-index}
+MODELS_PREFIX=${MODELS_PREFIX:-models}
+MARKERS_PREFIX=${MARKERS_PREFIX:-markers}
+
+# -- Pub/Sub ------------------------------------------------------------------------
+JOBS_TOPIC=${JOBS_TOPIC:-lookalike-jobs}
+DEAD_LETTER_TOPIC=${DEAD_LETTER_TOPIC:-lookalike-jobs-dead}
+DEAD_LETTER_SUBSCRIPTION=${DEAD_LETTER_SUBSCRIPTION:-lookalike-jobs-dead}
+# Dead-lettered jobs are kept for inspection this long (Pub/Sub allows up to 31 days).
+DEAD_LETTER_RETENTION=${DEAD_LETTER_RETENTION:-7d}
+# Pub/Sub retries a failed push with exponential backoff between these delays; after
+# MAX_DELIVERY_ATTEMPTS (5-100) the job goes to the dead-letter topic. 7 attempts from
+# 10 s to 300 s span about the worker's LOOKALIKE_MAX_JOB_AGE_SECONDS.
+MAX_DELIVERY_ATTEMPTS=${MAX_DELIVERY_ATTEMPTS:-7}
+MIN_RETRY_DELAY=${MIN_RETRY_DELAY:-10s}
+MAX_RETRY_DELAY=${MAX_RETRY_DELAY:-300s}
+
+# -- functions ----------------------------------------------------------------------
+WEBHOOK_FUNCTION=${WEBHOOK_FUNCTION:-lookalike-webhook}
+WORKER_FUNCTION=${WORKER_FUNCTION:-lookalike-worker}
+RUNTIME=${RUNTIME:-python312}
+
+# The webhook only checks the secret header, answers commands and publishes a job:
+# short I/O-bound requests, so many share one instance (concurrency > 1 needs 1 vCPU).
+WEBHOOK_MEMORY=${WEBHOOK_MEMORY:-256Mi}
+WEBHOOK_CPU=${WEBHOOK_CPU:-1}
+WEBHOOK_CONCURRENCY=${WEBHOOK_CONCURRENCY:-80}
+WEBHOOK_TIMEOUT=${WEBHOOK_TIMEOUT:-10s}
+WEBHOOK_MIN_INSTANCES=${WEBHOOK_MIN_INSTANCES:-0}
+WEBHOOK_MAX_INSTANCES=${WEBHOOK_MAX_INSTANCES:-3}
+
+# The worker runs dlib, which is CPU-bound and holds the GIL: one photo at a time per
+# vCPU. Memory holds the models, the index and a decoded photo (up to 40 MP) in copies.
+WORKER_MEMORY=${WORKER_MEMORY:-2Gi}
+WORKER_CPU=${WORKER_CPU:-1}
+WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-1}
+WORKER_TIMEOUT=${WORKER_TIMEOUT:-120s}
+# 1 keeps a warm worker (no cold start of model and index loading) at a monthly cost.
+WORKER_MIN_INSTANCES=${WORKER_MIN_INSTANCES:-0}
+# Caps cost and parallel photos; excess jobs wait in Pub/Sub.
+WORKER_MAX_INSTANCES=${WORKER_MAX_INSTANCES:-10}
+# How long Pub/Sub waits for the worker's answer before redelivering; above the timeout.
+WORKER_ACK_DEADLINE=${WORKER_ACK_DEADLINE:-180}
+
+# -- identities ---------------------------------------------------------------------
+# Service account ids (the part before @); each gets only what its function needs.
+WEBHOOK_SA=${WEBHOOK_SA:-lookalike-webhook}
+WORKER_SA=${WORKER_SA:-lookalike-worker}
+# Pub/Sub pushes to the worker as this account; it may only invoke the worker.
+INVOKER_SA=${INVOKER_SA:-lookalike-invoker}
+# Cloud Build builds the functions' images as this account instead of the Compute
+# Engine default account, which new projects no longer grant any role.
+BUILD_SA=${BUILD_SA:-lookalike-build}
+
+# -- secrets and the bot ------------------------------------------------------------
+TOKEN_SECRET=${TOKEN_SECRET:-lookalike-bot-token}
+WEBHOOK_SECRET_NAME=${WEBHOOK_SECRET_NAME:-lookalike-webhook-secret}
+BOT_USERNAME=${BOT_USERNAME:-}
+MAX_JOB_AGE_SECONDS=${MAX_JOB_AGE_SECONDS:-600}
+INDEX_REFRESH_SECONDS=${INDEX_REFRESH_SECONDS:-300}
+TELEGRAM_API_URL=${TELEGRAM_API_URL:-https://api.telegram.org}
+# Updates Telegram sends: the bot only reads messages (photos, image documents, commands).
+ALLOWED_UPDATES=${ALLOWED_UPDATES:-'["message"]'}
+# Parallel HTTPS connections Telegram opens to the webhook (1-100); below one
+# instance's concurrency, so a single warm instance takes all of them.
+MAX_CONNECTIONS=${MAX_CONNECTIONS:-40}
+
+# -- local tools --------------------------------------------------------------------
+# The index builder and the model lookup run locally with the project's virtualenv.
+PYTHON=${PYTHON:-}
