@@ -49,6 +49,14 @@ class Settings:
     # The Bot API server; tests point it at a local server that speaks the same protocol.
     telegram_api_url: str = "https://api.telegram.org"
     # The bot's @username, for mentions in groups.
+    # A worker's claim on an update is taken over when older than this: about twice the
+    # longest a photo should take (the worker function's timeout is 120 s).
+    marker_lease_seconds: int = 240
+    # Telegram's "retry after" waits up to this long are slept in place; longer ones go
+    # back to Pub/Sub for redelivery.
+    max_retry_after_seconds: int = 5
+    # Per-request timeout for Bot API calls (downloads and uploads included).
+    telegram_timeout_seconds: float = 30.0
     bot_username: str = ""
 
     # Secrets are read from the environment when needed and never kept in this object,

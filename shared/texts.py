@@ -29,6 +29,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "group_reply_needed": "Reply to a photo with /lookalike and I will look at it.",
         "file_too_large": "This file is over 20 MB, too large for me to download. "
                           "Please send it as a photo instead.",
+        "result_title": "Looks like:",
+        "result_face": "Face {number}:",
+        "result_more_faces": "…and {count} more faces.",
+        "no_match": "I found a face, but I have no celebrities to compare it with yet.",
+        "no_face": ("I could not find a face in this photo. Please send a clear, "
+                    "well-lit photo of a face looking at the camera."),
+        "unreadable_image": ("I could not read this image. Please send a photo "
+                             "(JPEG, PNG or WebP)."),
+        "image_too_large": ("This image has too many pixels for me. Please send it as a "
+                            "photo, or a smaller image."),
+        "download_failed": "I could not download this photo. Please send it again.",
     },
     "ru": {
         "start": (
@@ -50,6 +61,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "group_reply_needed": "Ответьте на фото командой /lookalike, и я его посмотрю.",
         "file_too_large": "Этот файл больше 20 МБ, я не могу его скачать. "
                           "Пожалуйста, пришлите его как фото.",
+        "result_title": "Похоже на:",
+        "result_face": "Лицо {number}:",
+        "result_more_faces": "…и ещё лиц: {count}.",
+        "no_match": "Я нашёл лицо, но мне пока не с кем его сравнить.",
+        "no_face": ("Я не нашёл лица на этом фото. Пришлите чёткое, хорошо освещённое "
+                    "фото лица, смотрящего в камеру."),
+        "unreadable_image": ("Не получается прочитать это изображение. Пришлите фото "
+                             "(JPEG, PNG или WebP)."),
+        "image_too_large": ("В этом изображении слишком много пикселей. Пришлите его как "
+                            "фото или изображение поменьше."),
+        "download_failed": "Не получилось скачать это фото. Пришлите его ещё раз.",
     },
 }
 
