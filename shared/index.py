@@ -221,6 +221,13 @@ class CelebrityIndex:
         return [Match(self.celebrities[row], distance, similarity(distance, self.stats, floor))
                 for row, distance in ranked]
 
+    def graph_neighbours(self, descriptor: np.ndarray, k: int) -> np.ndarray:
+        """Entry rows the HNSW graph returns for `descriptor`, nearest first (no grouping;
+        the index builder measures the graph's recall with it)."""
+        query = np.asarray(descriptor, dtype=np.float32).reshape(DESCRIPTOR_SIZE)
+        ids, _ = self._hnsw.knnQuery(query, k=min(k, len(self.descriptors)))
+        return np.asarray(ids, dtype=np.int64)
+
     def photo_path(self, celebrity: Celebrity) -> Path | None:
         """Local path of the celebrity's picture, if the index has one."""
         if not celebrity.photo or self.directory is None:

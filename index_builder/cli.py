@@ -1,0 +1,129 @@
+"""Command line: `python -m index_builder build | versions | activate | catalog`.
+
+Exit codes: 0 done, 1 bad input or nothing to publish, 2 storage unavailable (retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from index_builder.assemble import DUPLICATE_DISTANCE
+from index_builder.build import HNSW_PARAMS, BuildConfig, BuildError, format_summary, run_build
+from index_builder.catalog import CatalogError, catalog_from_ids
+from index_builder.engines import ENGINES, EngineChoice
+from index_builder.photos import list_photos
+from index_builder.publish import DEFAULT_KEEP, PublishError, activate, list_versions
+from index_builder.quality import QualityFilter
+from shared.manifest import IndexMismatch
+from shared.storage import StoreError, open_store
+
+
+def _build(args: argparse.Namespace) -> int:
+    defaults = QualityFilter()
+    config = BuildConfig(
+        catalog=Path(args.catalog), photos=args.photos, out=args.out, cache=args.cache,
+        engine=EngineChoice(args.engine, args.workers, args.dask_address, args.spark_master),
+        jitters=args.jitters,
+        rule=QualityFilter(
+            min_eye_distance=(args.min_eye_distance if args.min_eye_distance is not None
+                              else defaults.min_eye_distance),
+            max_roll_degrees=(args.max_roll if args.max_roll is not None
+                              else defaults.max_roll_degrees)),
+        duplicate_distance=args.duplicate_distance,
+        hnsw={**HNSW_PARAMS, "M": args.hnsw_m, "efConstruction": args.hnsw_ef_construction,
+              "efSearch": args.hnsw_ef_search},
+        keep=args.keep, progress=not args.no_progress)
+    result = run_build(config, log=lambda line: print(line, file=sys.stderr))
+    print(format_summary(result, args.out))
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    infos = list_versions(open_store(args.out))
+    if not infos:
+        print(f"no versions in {args.out}")
+    for info in infos:
+        mark = "*" if info.current else " "
+        if info.manifest is None:
+            print(f"{mark} {info.name}  incomplete ({info.files} files, no manifest)")
+            continue
+        m = info.manifest
+        recall = m.recall or {}
+        print(f"{mark} {info.name}  {m.created}  {m.celebrities} celebrities, {m.entries} "
+              f"entries, recall@1 {recall.get('at_1', float('nan')):.3f}"
+              + ("  (current)" if info.current else ""))
+    return 0
+
+
+def _activate(args: argparse.Namespace) -> int:
+    result = activate(open_store(args.out), args.version)
+    print(f"{args.out}: current version is now {result.current}")
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    listing = list_photos(open_store(args.photos))
+    print(json.dumps(catalog_from_ids([c for _, c in listing.photos]), indent=1,
+                     ensure_ascii=False))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="python -m index_builder", description=__doc__)
+    commands = main.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="build an index version and publish it")
+    build.add_argument("--catalog", required=True, help="celebrities: a JSON list or CSV file")
+    build.add_argument("--photos", required=True,
+                       help="directory or gs://bucket/prefix of <id>/<any>.jpg or <id>.jpg")
+    build.add_argument("--out", required=True, help="output root: directory or gs://...")
+    build.add_argument("--engine", choices=ENGINES, default="native")
+    build.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    build.add_argument("--jitters", type=int, default=10,
+                       help="dlib num_jitters per photo (default 10, as the seed)")
+    build.add_argument("--cache", default="", help="embedding cache (default: <out>/cache)")
+    build.add_argument("--keep", type=int, default=DEFAULT_KEEP,
+                       help=f"versions to keep (default {DEFAULT_KEEP})")
+    build.add_argument("--dask-address", default="", help="Dask scheduler (default: local)")
+    build.add_argument("--spark-master", default="", help="Spark master (default: local[N])")
+    build.add_argument("--min-eye-distance", type=float, help="pixels between the eyes")
+    build.add_argument("--max-roll", type=float, help="head roll in degrees")
+    build.add_argument("--duplicate-distance", type=float, default=DUPLICATE_DISTANCE)
+    build.add_argument("--hnsw-m", type=int, default=HNSW_PARAMS["M"])
+    build.add_argument("--hnsw-ef-construction", type=int,
+                       default=HNSW_PARAMS["efConstruction"])
+    build.add_argument("--hnsw-ef-search", type=int, default=HNSW_PARAMS["efSearch"])
+    build.add_argument("--no-progress", action="store_true", help="no progress bars")
+    build.set_defaults(run=_build)
+
+    versions = commands.add_parser("versions", help="list versions, marking the current one")
+    versions.add_argument("--out", required=True)
+    versions.set_defaults(run=_versions)
+
+    switch = commands.add_parser("activate", help="make an existing version current (rollback)")
+    switch.add_argument("--out", required=True)
+    switch.add_argument("version")
+    switch.set_defaults(run=_activate)
+
+    catalog = commands.add_parser("catalog", help="print a catalogue made from photo folder "
+                                  "names (id = folder, name = folder with spaces)")
+    catalog.add_argument("--photos", required=True)
+    catalog.set_defaults(run=_catalog)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "workers", 0) < 0 or getattr(args, "jitters", 0) < 0:
+        parser().error("--workers and --jitters must not be negative")
+    try:
+        return args.run(args)
+    except (CatalogError, BuildError, PublishError, IndexMismatch, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
+        print(f"error: storage unavailable, nothing was switched: {exc}", file=sys.stderr)
+        return 2

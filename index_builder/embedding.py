@@ -1,0 +1,185 @@
+"""The per-photo step: photo key in, one row out (descriptor or rejection reason).
+
+`embed_photos` is the one function every engine runs (through `fugue.transform`) on a
+pandas partition of `photo`, `celebrity` rows. It reads each photo from the photos store
+itself, hashes its bytes and looks the hash up in the embedding cache; only photos not
+seen before with the same models, jitters and filter are decoded and described. Results
+(rejections too) go to the cache, with a small crop of the face for the bot's replies.
+
+Cache layout, below the cache root:
+
+    <namespace>/<sha256[:2]>/<sha256>.json   {"status", "reason", "descriptor" (base64
+                                              float32), "eye_distance", "face_width"}
+    <namespace>/<sha256[:2]>/<sha256>.jpg    the face crop (accepted photos)
+
+`namespace` hashes everything that changes a result (model files, jitters, detection and
+filter settings), so changing any of them starts a fresh cache instead of mixing results.
+The JSON is written after the crop: an entry that exists is complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from index_builder.quality import QualityFilter, choose_face
+from shared.images import ImageError, ImageTooLarge, decode_image, encode_jpeg
+from shared.models import model_identity
+from shared.storage import NotFound, Store, StoreError, open_store
+
+CACHE_FORMAT = 1
+CROP_SIZE = 320  # the bot shows celebrity photos in 320 px tiles (shared/render.py)
+# Row schema of the per-photo step (Fugue schema syntax); `descriptor` is 128 float32.
+SCHEMA = ("photo:str,celebrity:str,sha256:str,status:str,reason:str,from_cache:bool,"
+          "descriptor:binary,eye_distance:double,face_width:long")
+COLUMNS = [part.split(":")[0] for part in SCHEMA.split(",")]
+OK, REJECTED, FAILED = "ok", "rejected", "failed"
+UNREADABLE, TOO_LARGE, MISSING, STORAGE_ERROR = (
+    "unreadable", "too_large", "missing", "storage_error")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    photos_uri: str
+    cache_uri: str
+    jitters: int = 0
+    rule: QualityFilter = field(default_factory=QualityFilter)
+    max_image_pixels: int = 40_000_000
+    min_face_px: int = 40
+    min_face_fraction: float = 1 / 16
+    attempts: int = 3  # reads and writes of storage, with backoff between them
+
+    def to_json(self) -> str:
+        """Plain text, so engines can ship the options to their workers."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EmbedOptions:
+        raw = json.loads(text)
+        return cls(**{**raw, "rule": QualityFilter(**raw["rule"])})
+
+    def namespace(self) -> str:
+        """What a cached result depends on, as a short hash."""
+        key = {"format": CACHE_FORMAT, "models": model_identity(), "jitters": self.jitters,
+               "rule": asdict(self.rule), "max_image_pixels": self.max_image_pixels,
+               "min_face_px": self.min_face_px, "min_face_fraction": self.min_face_fraction,
+               "crop": CROP_SIZE}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_key(namespace: str, digest: str, suffix: str) -> str:
+    return f"{namespace}/{digest[:2]}/{digest}.{suffix}"
+
+
+def _retrying(action: Callable[[], _T], attempts: int) -> _T:
+    """Run a storage call, retrying `StoreError` (transient) with exponential backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except StoreError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+_stores: dict[str, Store] = {}
+
+
+def _store(uri: str) -> Store:
+    """One store object per URI and worker process, reused across partitions."""
+    store = _stores.get(uri)
+    if store is None:
+        store = _stores[uri] = open_store(uri)
+    return store
+
+
+def _row(photo: str, celebrity: str, digest: str, status: str, reason: str = "",
+         from_cache: bool = False, descriptor: bytes | None = None, eye_distance: float = 0.0,
+         face_width: int = 0) -> dict[str, Any]:
+    return {"photo": photo, "celebrity": celebrity, "sha256": digest, "status": status,
+            "reason": reason, "from_cache": from_cache, "descriptor": descriptor,
+            "eye_distance": eye_distance, "face_width": face_width}
+
+
+def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], bytes | None]:
+    """The cache entry of one photo's bytes, and its face crop as JPEG when accepted."""
+    from shared.faces import find_faces
+    from shared.render import face_crop
+
+    try:
+        image = decode_image(data, options.max_image_pixels)
+    except ImageTooLarge:
+        return {"status": REJECTED, "reason": TOO_LARGE}, None
+    except ImageError:
+        return {"status": REJECTED, "reason": UNREADABLE}, None
+    scan = find_faces(image, jitters=options.jitters, min_face_px=options.min_face_px,
+                      min_face_fraction=options.min_face_fraction)
+    face, reason = choose_face(scan.faces, options.rule)
+    if face is None:
+        return {"status": REJECTED, "reason": reason}, None
+    crop = encode_jpeg(face_crop(scan.image, face.box, CROP_SIZE), quality=85)
+    entry = {"status": OK, "reason": "",
+             "descriptor": base64.b64encode(face.descriptor.astype("<f4").tobytes()).decode(),
+             "eye_distance": face.quality.eye_distance, "face_width": face.quality.width}
+    return entry, crop
+
+
+def embed_one(photo: str, celebrity: str, options: EmbedOptions, namespace: str) -> dict[str, Any]:
+    photos, cache = _store(options.photos_uri), _store(options.cache_uri)
+    try:
+        data = _retrying(lambda: photos.read(photo), options.attempts)
+    except NotFound:
+        return _row(photo, celebrity, "", REJECTED, MISSING)  # deleted since it was listed
+    except StoreError:
+        return _row(photo, celebrity, "", FAILED, STORAGE_ERROR)
+    digest = hashlib.sha256(data).hexdigest()
+    entry_key = cache_key(namespace, digest, "json")
+    from_cache = True
+    try:
+        entry = json.loads(_retrying(lambda: cache.read(entry_key), options.attempts))
+    except (NotFound, StoreError, ValueError):
+        from_cache = False
+        entry, crop = describe_photo(data, options)
+        try:
+            if crop is not None:
+                _retrying(lambda: cache.write(cache_key(namespace, digest, "jpg"), crop,
+                                              content_type="image/jpeg"), options.attempts)
+            _retrying(lambda: cache.write(entry_key, json.dumps(entry).encode(),
+                                          content_type="application/json"), options.attempts)
+        except StoreError:
+            # The crop is needed later for accepted photos; without it the photo is retried
+            # on the next build rather than indexed without its picture.
+            if entry["status"] == OK:
+                return _row(photo, celebrity, digest, FAILED, STORAGE_ERROR)
+    if entry["status"] != OK:
+        return _row(photo, celebrity, digest, REJECTED, entry["reason"], from_cache)
+    return _row(photo, celebrity, digest, OK, "", from_cache,
+                base64.b64decode(entry["descriptor"]), float(entry["eye_distance"]),
+                int(entry["face_width"]))
+
+
+def embed_photos(df: pd.DataFrame, options: str) -> pd.DataFrame:
+    """The per-photo step on one partition: `photo`, `celebrity` rows in, `SCHEMA` rows out.
+
+    `options` is `EmbedOptions.to_json()`: Fugue passes plain values to workers.
+    """
+    parsed = EmbedOptions.from_json(options)
+    namespace = parsed.namespace()
+    rows = [embed_one(str(photo), str(celebrity), parsed, namespace)
+            for photo, celebrity in zip(df["photo"], df["celebrity"], strict=True)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def descriptor_array(values: list[bytes]) -> np.ndarray:
+    """Stack the `descriptor` column into a float32 (n, 128) array."""
+    return np.stack([np.frombuffer(v, dtype="<f4") for v in values]).astype(np.float32)
