@@ -1,0 +1,142 @@
+"""A pass-through in front of the worker that records every Pub/Sub push delivery.
+
+The Pub/Sub emulator does not say how often it delivered a message or whether the
+endpoint acknowledged it; Cloud Monitoring would in production. The tap forwards each
+push request unchanged (same path, headers and body) to the worker, returns the
+worker's answer to Pub/Sub, and keeps a record of it: message id, delivery attempt and
+the worker's status (2xx acknowledges, anything else asks for redelivery).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message_id: str
+    attempt: int  # Pub/Sub's deliveryAttempt (1 when the emulator does not say)
+    status: int  # the worker's HTTP status
+    seconds: float  # how long the worker took
+    data: bytes
+    time: float
+
+    @property
+    def acknowledged(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class PushTap:
+    def __init__(self, target: str, timeout: float = 600.0) -> None:
+        self.target = target.rstrip("/")
+        self.timeout = timeout
+        self.deliveries: list[Delivery] = []
+        self.url = ""
+        self._lock = threading.Condition()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PushTap:
+        server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        self._thread = threading.Thread(target=server.serve_forever, name="push-tap",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def forward(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        started = time.monotonic()
+        request = urllib.request.Request(self.target + path, data=body, method="POST",
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                status, reply = answer.status, answer.read()
+        except urllib.error.HTTPError as exc:
+            status, reply = exc.code, exc.read()
+        except OSError as exc:  # the worker is down: Pub/Sub should try again
+            status, reply = 503, str(exc).encode()
+        self._record(body, status, time.monotonic() - started)
+        return status, reply
+
+    def _record(self, body: bytes, status: int, seconds: float) -> None:
+        message: dict[str, Any] = {}
+        attempt = 1
+        try:
+            push = json.loads(body)
+            message = push.get("message") or {}
+            attempt = int(push.get("deliveryAttempt") or 1)
+        except (ValueError, AttributeError, TypeError):
+            pass
+        try:
+            data = base64.b64decode(message.get("data") or "")
+        except ValueError:
+            data = b""
+        delivery = Delivery(str(message.get("messageId") or message.get("message_id") or ""),
+                            attempt, status, seconds, data, time.time())
+        with self._lock:
+            self.deliveries.append(delivery)
+            self._lock.notify_all()
+
+    def snapshot(self) -> list[Delivery]:
+        with self._lock:
+            return list(self.deliveries)
+
+    def wait_for(self, count: int, timeout: float) -> list[Delivery]:
+        """Block until at least `count` deliveries were answered; returns them all."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.deliveries) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self.deliveries)} of {count} push deliveries "
+                                       f"within {timeout:.0f} s")
+                self._lock.wait(remaining)
+            return list(self.deliveries)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The emulator drops its keep-alive connections when it stops; that is no error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def _handler_for(tap: PushTap) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items()
+                       if k.lower() not in ("host", "content-length", "connection")}
+            status, reply = tap.forward(self.path, headers, body)
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+    return Handler
