@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(PY) main.py match demo/samples/*.jpg --draw demo-output.png
 
 test: $(STAMP)
+	@command -v shellcheck >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && apt-get install -y -qq shellcheck)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -86,7 +86,7 @@ confirm() {
 sa_email() { printf '%s@%s.iam.gserviceaccount.com' "$1" "$PROJECT"; }
 
 project_number() {
-    capture PROJECT_NUMBER gcloud projects describe "$PROJECT" \
+    capture PROJECT_NUMBER gcloud projects describe "$PROJECT" --project="$PROJECT" \
         --format='value(projectNumber)'
 }
 

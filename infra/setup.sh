@@ -100,8 +100,8 @@ run gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --project="$PRO
 run gcloud secrets add-iam-policy-binding "$TOKEN_SECRET" --project="$PROJECT" \
     --member="serviceAccount:$WORKER_SA_EMAIL" --role=roles/secretmanager.secretAccessor
 # Cloud Build has no narrower role for building function images.
-run gcloud projects add-iam-policy-binding "$PROJECT" --condition=None \
-    --member="serviceAccount:$BUILD_SA_EMAIL" --role=roles/cloudbuild.builds.builder
+run gcloud projects add-iam-policy-binding "$PROJECT" --project="$PROJECT" \
+    --condition=None --member="serviceAccount:$BUILD_SA_EMAIL" --role=roles/cloudbuild.builds.builder
 
 # Pub/Sub's own service agent forwards undeliverable jobs to the dead-letter topic and
 # signs the push requests to the worker as the invoker account. deploy.sh lets it

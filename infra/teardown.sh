@@ -19,8 +19,8 @@ attempt gcloud pubsub subscriptions delete "$DEAD_LETTER_SUBSCRIPTION" --project
 attempt gcloud pubsub topics delete "$JOBS_TOPIC" "$DEAD_LETTER_TOPIC" --project="$PROJECT"
 attempt gcloud secrets delete "$TOKEN_SECRET" --project="$PROJECT" --quiet
 attempt gcloud secrets delete "$WEBHOOK_SECRET_NAME" --project="$PROJECT" --quiet
-attempt gcloud projects remove-iam-policy-binding "$PROJECT" --condition=None \
-    --member="serviceAccount:$BUILD_SA_EMAIL" --role=roles/cloudbuild.builds.builder
+attempt gcloud projects remove-iam-policy-binding "$PROJECT" --project="$PROJECT" \
+    --condition=None --member="serviceAccount:$BUILD_SA_EMAIL" --role=roles/cloudbuild.builds.builder
 for email in "$WEBHOOK_SA_EMAIL" "$WORKER_SA_EMAIL" "$INVOKER_SA_EMAIL" "$BUILD_SA_EMAIL"; do
     attempt gcloud iam service-accounts delete "$email" --project="$PROJECT" --quiet
 done

