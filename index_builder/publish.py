@@ -86,21 +86,25 @@ def switch_pointer(store: Store, name: str, generation: int, *,
                    newer_wins: bool = True) -> SwitchResult:
     """Point `current.json` at `name` if it is still at `generation` (0: absent).
 
-    On a lost race the pointer is read again: with `newer_wins`, a version with a later
-    name that someone else made current stays; otherwise the switch is retried.
+    With `newer_wins`, a version with a later name that is (or becomes) current stays:
+    a build that finishes late never replaces a newer one. A lost race re-reads the
+    pointer and tries again.
     """
     if not is_complete(store, name):
         raise PublishError(f"version {name} has no manifest in {store.uri}: not switching")
     for _ in range(SWITCH_ATTEMPTS):
+        # Read after `generation`: if it changed since, the conditional write below fails.
+        current = read_pointer(store)
+        if current == name:
+            return SwitchResult(True, name)
+        if newer_wins and current is not None and current > name:
+            return SwitchResult(False, current)
         try:
             store.write(POINTER_FILE, _pointer_bytes(name), if_generation=generation,
                         content_type="application/json")
             return SwitchResult(True, name)
         except PreconditionFailed:
             generation = store.generation(POINTER_FILE)
-            current = read_pointer(store)
-            if current is not None and (current == name or (newer_wins and current > name)):
-                return SwitchResult(current == name, current)
     raise PublishError(f"the pointer in {store.uri} keeps changing; {name} was not made current")
 
 
