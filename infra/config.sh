@@ -38,12 +38,15 @@ RUNTIME=${RUNTIME:-python312}
 WEBHOOK_MEMORY=${WEBHOOK_MEMORY:-256Mi}
 WEBHOOK_CPU=${WEBHOOK_CPU:-1}
 WEBHOOK_CONCURRENCY=${WEBHOOK_CONCURRENCY:-80}
-WEBHOOK_TIMEOUT=${WEBHOOK_TIMEOUT:-10s}
+# Above LOOKALIKE_PUBLISH_TIMEOUT_SECONDS (10 s), so a slow publish ends in the webhook's
+# own 503 (Telegram delivers the update again) rather than a cut-off request.
+WEBHOOK_TIMEOUT=${WEBHOOK_TIMEOUT:-30s}
 WEBHOOK_MIN_INSTANCES=${WEBHOOK_MIN_INSTANCES:-0}
 WEBHOOK_MAX_INSTANCES=${WEBHOOK_MAX_INSTANCES:-3}
 
 # The worker runs dlib, which is CPU-bound and holds the GIL: one photo at a time per
-# vCPU. Memory holds the models, the index and a decoded photo (up to 40 MP) in copies.
+# vCPU. Memory holds the models, the index (twice while a new version loads, and again
+# as files: /tmp is in memory) and a decoded photo (up to 40 MP) in a few copies.
 WORKER_MEMORY=${WORKER_MEMORY:-2Gi}
 WORKER_CPU=${WORKER_CPU:-1}
 WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-1}

@@ -89,13 +89,14 @@ run gcloud pubsub topics add-iam-policy-binding "$JOBS_TOPIC" --project="$PROJEC
     --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/pubsub.publisher
 run gcloud secrets add-iam-policy-binding "$WEBHOOK_SECRET_NAME" --project="$PROJECT" \
     --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/secretmanager.secretAccessor
-# The worker reads the index and models, may only create (never overwrite or delete)
-# objects, and only under the markers prefix; and it reads the bot token.
+# The worker reads the index and models, writes objects only under the markers prefix
+# (objectUser: a marker moves claimed -> done by a conditional overwrite, which needs
+# delete permission), and reads the bot token.
 run gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --project="$PROJECT" \
     --member="serviceAccount:$WORKER_SA_EMAIL" --role=roles/storage.objectViewer
 markers_only="resource.name.startsWith(\"projects/_/buckets/$BUCKET/objects/$MARKERS_PREFIX/\")"
 run gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --project="$PROJECT" \
-    --member="serviceAccount:$WORKER_SA_EMAIL" --role=roles/storage.objectCreator \
+    --member="serviceAccount:$WORKER_SA_EMAIL" --role=roles/storage.objectUser \
     --condition="title=markers-only,expression=$markers_only"
 run gcloud secrets add-iam-policy-binding "$TOKEN_SECRET" --project="$PROJECT" \
     --member="serviceAccount:$WORKER_SA_EMAIL" --role=roles/secretmanager.secretAccessor

@@ -196,7 +196,7 @@ def test_deploy_settings(dry_runs):
     assert f"--dead-letter-topic=projects/{PROJECT}/topics/lookalike-jobs-dead" in update
 
 
-def test_lifecycle_deletes_markers_after_a_day(dry_runs):
+def test_bucket_markers_and_models(dry_runs):
     commands = _commands(dry_runs[("setup.sh",)].stdout)
     files = [arg.split("=", 1)[1] for argv in commands for arg in argv
              if arg.startswith("--lifecycle-file=")]
@@ -204,6 +204,12 @@ def test_lifecycle_deletes_markers_after_a_day(dry_runs):
     rules = json.loads(Path(files[0]).read_text())["rule"]
     assert rules == [{"action": {"type": "Delete"},
                       "condition": {"age": 1, "matchesPrefix": ["markers/"]}}]
+    # The worker may write only under the markers prefix.
+    writes = [argv for argv in commands if "--role=roles/storage.objectUser" in argv]
+    assert len(writes) == 1
+    assert any(arg.startswith("--condition=") and
+               f'"projects/_/buckets/{PROJECT}-lookalike/objects/markers/"' in arg
+               for arg in writes[0]), writes
     # The models uploaded are local files that exist.
     copy = next(argv for argv in commands if argv[1:3] == ["storage", "cp"])
     sources = [arg for arg in copy[3:] if not arg.startswith(("gs://", "--"))]
