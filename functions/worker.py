@@ -1,0 +1,230 @@
+"""The worker Cloud Function: one job from Pub/Sub in, one reply in the chat.
+
+Flow per event: check the CloudEvent type, decode the job (malformed → acknowledged),
+drop jobs older than `max_job_age_seconds`, claim the update's marker (already done →
+skipped), download the photo into memory, match its faces, reply to the photo with a
+picture and a caption (or a text when the index has no photos, or the answer to a
+problem), then mark the update done.
+
+Returning acknowledges the message; raising makes functions-framework answer 500 so
+Pub/Sub redelivers it. Raised: transient failures (storage, Bot API 5xx, timeouts,
+long flood waits, a fresh claim by another worker). Acknowledged: everything a retry
+cannot fix (malformed or old jobs, Bot API 400/403, images that cannot be used — these
+get an answer). See docs/worker.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cloudevents.http import CloudEvent
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Conflict,
+    EndPointNotFound,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+
+from functions.worker_logging import setup_logging
+from functions.worker_telegram import TelegramClient
+from shared.assets import AssetCache, Assets
+from shared.config import Settings, bot_token
+from shared.images import ImageError
+from shared.index import Celebrity
+from shared.jobs import Job, MalformedJob
+from shared.markers import Claim, Markers, NoMarkers
+from shared.matching import match_photo
+from shared.render import MAX_ROWS, PhotoLoader, render_jpeg
+from shared.replies import (
+    CAPTION_LIMIT,
+    MESSAGE_LIMIT,
+    answered_faces,
+    matches_text,
+    problem_text,
+)
+from shared.storage import PreconditionFailed, open_store
+
+PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+_DONE_ATTEMPTS = 3
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Instance:
+    """What one function instance keeps between invocations."""
+
+    settings: Settings
+    assets: AssetCache
+    markers: Markers | NoMarkers
+    telegram: TelegramClient
+
+
+_instance: _Instance | None = None
+_instance_lock = threading.Lock()
+
+
+def _get_instance() -> _Instance:
+    """Made on the first event (not at import), then reused: Google's pattern for clients."""
+    global _instance
+    with _instance_lock:
+        if _instance is None:
+            settings = Settings.from_env()
+            token = bot_token()
+            setup_logging(token)
+            markers: Markers | NoMarkers = (
+                Markers(open_store(settings.markers_uri), settings.marker_lease_seconds)
+                if settings.markers_uri else NoMarkers())
+            _instance = _Instance(
+                settings=settings, assets=AssetCache(settings), markers=markers,
+                telegram=TelegramClient(token, settings.telegram_api_url,
+                                        settings.telegram_timeout_seconds,
+                                        settings.max_retry_after_seconds))
+        return _instance
+
+
+def reset_for_tests() -> None:
+    """Forget the instance state (settings, assets, Bot), as a new instance would."""
+    global _instance
+    with _instance_lock:
+        if _instance is not None:
+            _instance.telegram.close()
+        _instance = None
+
+
+def job_from_event(data: Any) -> Job:
+    """The job in a Pub/Sub CloudEvent's data; `MalformedJob` when there is none."""
+    try:
+        encoded = data["message"]["data"]
+        raw = base64.b64decode(encoded, validate=True)
+    except (TypeError, KeyError, binascii.Error, ValueError) as exc:
+        raise MalformedJob(f"no base64 job in the Pub/Sub message: {exc!r}") from None
+    return Job.from_bytes(raw)
+
+
+def handle_event(event: CloudEvent) -> None:
+    """Answer the job in one Pub/Sub CloudEvent; raise only when a retry can help."""
+    started = time.perf_counter()
+    instance = _get_instance()
+    fields: dict[str, Any] = {"event_id": event["id"]}
+    if event["type"] != PUBSUB_EVENT:
+        log.warning("ignored an event of type %s", event["type"], extra={"fields": fields})
+        return
+    try:
+        job = job_from_event(event.data)
+    except MalformedJob as exc:
+        log.error("malformed job acknowledged: %s", exc, extra={"fields": fields})
+        return
+    fields.update(job=job.key, chat_type=job.chat_type)
+    age = job.age_seconds()
+    if age > instance.settings.max_job_age_seconds:
+        log.warning("job dropped: %.0f s old", age, extra={"fields": {**fields,
+                                                                     "age_s": round(age)}})
+        return
+    claim = instance.markers.claim(job.key)  # MarkerBusy and StoreError: redelivered
+    if claim is None:
+        log.info("job already answered; skipped", extra={"fields": fields})
+        return
+    try:
+        outcome = _answer(job, instance)
+    except BaseException:
+        _release(instance, claim)
+        raise
+    _mark_done(instance, claim)
+    log.info("job %s", outcome, extra={"fields": {
+        **fields, "outcome": outcome, "ms": round((time.perf_counter() - started) * 1000)}})
+
+
+def _answer(job: Job, instance: _Instance) -> str:
+    """Reply to the job's photo; returns what was answered. Raises when worth a retry."""
+    try:
+        return _reply(job, instance)
+    except (RetryAfter, InvalidToken):
+        raise  # a long flood wait, or a configuration error an operator must fix
+    except (BadRequest, Forbidden, ChatMigrated, EndPointNotFound, Conflict) as exc:
+        # The user blocked the bot, the chat is gone, the request cannot succeed.
+        log.warning("reply not deliverable, acknowledged: %s", exc)
+        return "undeliverable"
+    except NetworkError:
+        raise  # timeouts, connection errors and Bot API 5xx
+    except TelegramError as exc:
+        log.error("unexpected Bot API error, acknowledged: %s", exc)
+        return "undeliverable"
+
+
+def _reply(job: Job, instance: _Instance) -> str:
+    settings, telegram = instance.settings, instance.telegram
+    assets = instance.assets.get()
+    lang = job.language_code
+
+    def problem(code: str) -> str:
+        telegram.send_text(job.chat_id, problem_text(code, lang), job.message_id)
+        return code
+
+    try:
+        data = telegram.download(job.file_id)
+    except BadRequest as exc:
+        return problem("file_too_large" if "too big" in str(exc).lower() else "download_failed")
+    try:
+        result = match_photo(data, assets.index, assets.models, settings)
+    except ImageError as exc:
+        log.info("image refused: %s", exc.message)
+        return problem(exc.code)
+    if not result.faces:
+        return problem("no_face")
+    if not answered_faces(result):
+        return problem("no_match")
+    if assets.index.manifest.photos == 0:
+        telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
+                           job.message_id)
+        return "answered with text"
+    picture = render_jpeg(result, _photo_loader(assets))
+    telegram.send_photo(job.chat_id, picture,
+                        matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS),
+                        job.message_id)
+    return "answered with a picture"
+
+
+def _photo_loader(assets: Assets) -> PhotoLoader:
+    def load(celebrity: Celebrity) -> bytes | None:
+        path = assets.index.photo_path(celebrity)
+        return path.read_bytes() if path else None
+
+    return load
+
+
+def _release(instance: _Instance, claim: Claim) -> None:
+    """Free the claim so the redelivery need not wait for the lease (best effort)."""
+    try:
+        instance.markers.release(claim)
+    except Exception as exc:
+        log.warning("could not release the claim on %s (the lease will expire): %s",
+                    claim.key, exc)
+
+
+def _mark_done(instance: _Instance, claim: Claim) -> None:
+    """Record the answer. It was sent: failing here must not make Pub/Sub send it again."""
+    for attempt in range(1, _DONE_ATTEMPTS + 1):
+        try:
+            instance.markers.done(claim)
+            return
+        except PreconditionFailed:
+            log.error("answer sent after %s was taken over by another worker "
+                      "(is the lease shorter than a job?)", claim.key)
+            return
+        except Exception as exc:
+            if attempt == _DONE_ATTEMPTS:
+                log.error("answer sent but %s not marked done: %s", claim.key, exc)
+                return
+            time.sleep(0.2 * attempt)

@@ -1,0 +1,112 @@
+"""Structured logs for Cloud Logging, with the bot token kept out of them.
+
+Cloud Logging reads one JSON object per stdout line: `severity` and `message` are
+understood, other keys become the entry's `jsonPayload`. Structured fields are passed as
+`extra={"fields": {...}}`.
+
+httpx logs every request URL, and Bot API URLs contain the bot token; python-telegram-bot
+quotes it in some errors. A log record factory redacts the token in every record of the
+process, before any handler (ours, Cloud Logging's or a test's) sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from typing import Any
+
+REDACTED = "<redacted>"
+_SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
+             logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
+_secrets: list[str] = []
+_installed = False
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        entry.update(getattr(record, "fields", None) or {})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["stack_trace"] = record.exc_text
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is at the time (it may be replaced after setup)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redacting_factory(previous: Any) -> Any:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if not _secrets:
+            return record
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call: leave it to the handler to report
+            return record
+        # Formatted now: arguments may change before a handler formats them (the Bot
+        # puts the download URL, token included, into the dict it just logged).
+        record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            if any(secret in text for secret in _secrets):
+                record.exc_text = redact(text)
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    return factory
+
+
+def setup_logging(*secrets: str) -> None:
+    """JSON lines on stdout for the root logger, and `secrets` redacted everywhere.
+
+    Idempotent: repeated calls only add secrets.
+    """
+    global _installed
+    for secret in secrets:
+        if secret and secret not in _secrets:
+            _secrets.append(secret)
+            if ":" in secret:  # the part after the bot id is the secret part
+                _secrets.append(secret.split(":", 1)[1])
+    if _installed:
+        return
+    _installed = True
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(current))
+    root = logging.getLogger()
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = _StdoutHandler()
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    # Request lines are noise at INFO (and would carry the token if redaction failed).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

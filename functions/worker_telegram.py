@@ -1,0 +1,101 @@
+"""The worker's Bot API client: python-telegram-bot's `Bot` on one event loop per instance.
+
+The worker's handler is synchronous (functions-framework may run several in threads);
+the Bot's coroutines run on a loop in a background thread and each call waits for its
+result. Short flood waits (`RetryAfter` up to `max_retry_after_seconds`) are slept here
+and the call repeated; longer ones propagate so the job goes back to Pub/Sub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+import telegram
+from telegram.error import RetryAfter
+from telegram.request import HTTPXRequest
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_RETRIES = 3  # short flood waits in a row before giving the job back to Pub/Sub
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    with warnings.catch_warnings():  # its type moves from int to timedelta across versions
+        warnings.simplefilter("ignore")
+        value = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramClient:
+    def __init__(self, token: str, api_url: str, timeout: float,
+                 max_retry_after: float) -> None:
+        self.max_retry_after = max_retry_after
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="telegram-loop",
+                                        daemon=True)
+        self._thread.start()
+        request = HTTPXRequest(connection_pool_size=16, read_timeout=timeout,
+                               write_timeout=timeout, connect_timeout=min(timeout, 10.0),
+                               pool_timeout=timeout, media_write_timeout=timeout)
+        api_url = api_url.rstrip("/")
+        self.bot = telegram.Bot(token, base_url=api_url + "/bot",
+                                base_file_url=api_url + "/file/bot", request=request)
+        self._timeout = timeout
+
+    def call(self, make: Callable[[telegram.Bot], Awaitable[T]]) -> T:
+        """Run one Bot API call, sleeping through short flood waits."""
+        for attempt in range(1, _RETRIES + 1):
+            future = asyncio.run_coroutine_threadsafe(_awaited(make(self.bot)), self._loop)
+            try:
+                return future.result(timeout=3 * self._timeout)
+            except RetryAfter as exc:
+                wait = retry_after_seconds(exc)
+                if wait > self.max_retry_after or attempt == _RETRIES:
+                    raise
+                log.warning("Telegram asks to retry after %.0f s; waiting", wait,
+                            extra={"fields": {"retry_after": wait, "attempt": attempt}})
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def download(self, file_id: str) -> bytes:
+        """The file's bytes, in memory only (never written to disk)."""
+
+        async def fetch(bot: telegram.Bot) -> bytes:
+            file = await bot.get_file(file_id)
+            return bytes(await file.download_as_bytearray())
+
+        return self.call(fetch)
+
+    def send_photo(self, chat_id: int, photo: bytes, caption: str,
+                   reply_to: int) -> telegram.Message:
+        return self.call(lambda bot: bot.send_photo(
+            chat_id=chat_id, photo=photo, caption=caption, reply_parameters=_reply(reply_to)))
+
+    def send_text(self, chat_id: int, text: str, reply_to: int) -> telegram.Message:
+        return self.call(lambda bot: bot.send_message(
+            chat_id=chat_id, text=text, reply_parameters=_reply(reply_to)))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing is best effort
+            asyncio.run_coroutine_threadsafe(self.bot.shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+def _reply(message_id: int) -> telegram.ReplyParameters:
+    # The photo may have been deleted meanwhile: answer anyway rather than fail.
+    return telegram.ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable

