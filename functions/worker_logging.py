@@ -107,6 +107,7 @@ def setup_logging(*secrets: str) -> None:
         root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
-    # Request lines are noise at INFO (and would carry the token if redaction failed).
-    for name in ("httpx", "httpcore"):
+    # Request lines are noise at INFO (and would carry the token if redaction failed);
+    # nmslib announces each of its spaces at INFO when the index is loaded.
+    for name in ("httpx", "httpcore", "nmslib"):
         logging.getLogger(name).setLevel(logging.WARNING)
