@@ -1,0 +1,288 @@
+"""End to end: Telegram updates through the webhook, Pub/Sub, the worker and back to the
+chat, with real emulators and real functions-framework processes (`stack.run`).
+
+One stack serves the whole module. Retries are faster than in production (2–10 s
+instead of 10–300 s) so that a job the worker failed to acknowledge shows up as a
+redelivery within the test's time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.config import DEMO_GALLERY, REPO_ROOT
+from shared.jobs import Job
+from stack.emulators import EmulatorUnavailable
+from stack.push_tap import Delivery
+from stack.run import Stack, StackOptions, running_stack
+from stack.send import deliver, document_update, photo_message_update, post_update
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+REPLY_TIMEOUT = 120.0
+# Longer than the retry policy's minimum backoff: a job that was not acknowledged
+# would be delivered again within this time.
+SETTLE_SECONDS = 4.0
+FIGURES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    options = StackOptions(ack_deadline_seconds=120, min_retry_seconds=2,
+                           max_retry_seconds=10, max_delivery_attempts=5)
+    try:
+        with running_stack(options) as running:
+            _, subscriber = running.pubsub_clients()
+            subscriber.create_subscription(name=AUDIT.format(options.project),
+                                           topic=running.topic)
+            yield running
+    except EmulatorUnavailable as exc:
+        pytest.skip(f"the local stack cannot start: {exc}")
+    print("\n" + "\n".join(f"{k}: {v}" for k, v in FIGURES.items()))
+
+
+AUDIT = "projects/{}/subscriptions/e2e-audit"
+
+
+def celebrity_names() -> dict[str, str]:
+    return {c["id"]: c["name"]
+            for c in json.loads((DEMO_GALLERY / "celebrities.json").read_text())}
+
+
+def held_out(labelled: dict[str, list[Path]], person: str) -> list[Path]:
+    """The person's labelled photos that did not go into the demo gallery."""
+    used = {p.stem for p in (REPO_ROOT / "demo" / "photos" / person).iterdir()}
+    return [p for p in labelled[person] if p.stem not in used]
+
+
+def replies(stack: Stack, chat_id: int) -> list:
+    return [m for m in stack.bot_api.sent if m.chat_id == chat_id]
+
+
+def wait_replies(stack: Stack, chat_id: int, count: int = 1,
+                 timeout: float = REPLY_TIMEOUT) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = replies(stack, chat_id)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no reply in chat {chat_id} within {timeout:.0f} s\n{stack.logs()}")
+
+
+def deliveries_for(stack: Stack, update_id: int) -> list[Delivery]:
+    found = []
+    for delivery in stack.tap.snapshot():
+        try:
+            if Job.from_bytes(delivery.data).update_id == update_id:
+                found.append(delivery)
+        except ValueError:
+            continue
+    return found
+
+
+def wait_deliveries(stack: Stack, update_id: int, count: int,
+                    timeout: float = REPLY_TIMEOUT) -> list[Delivery]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = deliveries_for(stack, update_id)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"update {update_id}: {len(deliveries_for(stack, update_id))} of "
+                         f"{count} deliveries within {timeout:.0f} s\n{stack.logs()}")
+
+
+def wait_acknowledged(stack: Stack, update_id: int, messages: int,
+                      timeout: float = 60.0) -> list[Delivery]:
+    """Wait until `messages` distinct Pub/Sub messages of the update were acknowledged.
+    A duplicate that arrives while the first is being answered is refused (and so
+    redelivered later) until the first is done: that is the worker's dedupe at work."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = deliveries_for(stack, update_id)
+        if len({d.message_id for d in found if d.acknowledged}) >= messages:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"update {update_id}: not all of {messages} messages acknowledged "
+                         f"within {timeout:.0f} s: {deliveries_for(stack, update_id)}")
+
+
+def first_name(reply_text: str) -> str:
+    match = re.search(r"^1\. (.+?) — ", reply_text, re.MULTILINE)
+    assert match, reply_text
+    return match.group(1)
+
+
+def test_a_photo_gets_one_reply_naming_the_right_celebrity(stack, labelled):
+    photo = held_out(labelled, "Joe_Biden")[0]
+    update = photo_message_update(stack.bot_api, photo.read_bytes(), chat_id=1001)
+    started = time.time()
+    posted = deliver(stack, update)
+    assert (posted.status, posted.body) == (200, "")
+    [reply] = wait_replies(stack, 1001)
+    FIGURES["worker cold start (process start to first reply)"] = \
+        f"{reply.time - stack.worker_started_at:.1f} s"
+    FIGURES["first photo, webhook to reply (models and index loaded)"] = \
+        f"{reply.time - started:.1f} s"
+    assert first_name(reply.body) == celebrity_names()["Joe_Biden"]
+    assert reply.photo and reply.photo[:3] == b"\xff\xd8\xff"  # a JPEG picture
+    assert reply.reply_to == update["message"]["message_id"]
+
+    time.sleep(SETTLE_SECONDS)
+    assert len(replies(stack, 1001)) == 1
+    [delivery] = deliveries_for(stack, update["update_id"])
+    assert delivery.acknowledged and delivery.attempt == 1
+
+
+def test_warm_latency_per_photo(stack, labelled):
+    photos = [*held_out(labelled, "Barack_Obama"), *held_out(labelled, "Rose_Leslie"),
+              *held_out(labelled, "Kit_Harington")]
+    expected = celebrity_names()
+    seconds, webhook_ms = [], []
+    for number, photo in enumerate(photos):
+        chat = 2000 + number
+        started = time.time()
+        posted = deliver(stack, photo_message_update(stack.bot_api, photo.read_bytes(),
+                                                     chat_id=chat))
+        assert posted.status == 200
+        webhook_ms.append(posted.seconds * 1000)
+        [reply] = wait_replies(stack, chat)
+        seconds.append(reply.time - started)
+        assert first_name(reply.body) == expected[photo.parent.name], photo
+    FIGURES["warm photo, webhook to reply"] = (
+        f"median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s "
+        f"over {len(seconds)} photos")
+    FIGURES["webhook answer through functions-framework (publish included)"] = (
+        f"median {statistics.median(webhook_ms):.0f} ms")
+    print(FIGURES)
+
+
+def test_the_same_update_three_times_gets_one_reply(stack, labelled):
+    photo = held_out(labelled, "Joe_Biden")[0]
+    update = photo_message_update(stack.bot_api, photo.read_bytes(), chat_id=3001)
+    for _ in range(3):
+        assert deliver(stack, update).status == 200
+    deliveries = wait_acknowledged(stack, update["update_id"], 3)
+    time.sleep(SETTLE_SECONDS)
+    assert len(replies(stack, 3001)) == 1
+    assert stack.dead_letters() == []
+    FIGURES["one update posted 3 times"] = (
+        f"{len(deliveries)} push deliveries until all 3 messages were acknowledged, 1 reply")
+
+
+def test_a_job_delivered_twice_gets_one_reply(stack, labelled):
+    photo = held_out(labelled, "Barack_Obama")[0]
+    update = photo_message_update(stack.bot_api, photo.read_bytes(), chat_id=3002)
+    size = update["message"]["photo"][-1]
+    job = Job(update_id=update["update_id"], chat_id=3002,
+              message_id=update["message"]["message_id"], file_id=size["file_id"],
+              file_unique_id=size["file_unique_id"], width=size["width"],
+              height=size["height"], received_at=time.time(), file_size=size["file_size"])
+    for _ in range(2):
+        stack.publish(job.to_bytes(), update_id=str(job.update_id))
+    wait_acknowledged(stack, job.update_id, 2)
+    time.sleep(SETTLE_SECONDS)
+    assert len(replies(stack, 3002)) == 1
+
+
+def drain_audit(stack: Stack) -> list[bytes]:
+    from google.api_core import exceptions
+
+    _, subscriber = stack.pubsub_clients()
+    name = AUDIT.format(stack.options.project)
+    received: list[bytes] = []
+    while True:
+        try:
+            response = subscriber.pull(subscription=name, max_messages=100, timeout=5)
+        except exceptions.DeadlineExceeded:
+            return received
+        if not response.received_messages:
+            return received
+        subscriber.acknowledge(subscription=name,
+                               ack_ids=[m.ack_id for m in response.received_messages])
+        received += [m.message.data for m in response.received_messages]
+
+
+def test_a_forged_or_missing_secret_is_refused_and_nothing_is_published(stack, labelled):
+    photo = held_out(labelled, "Joe_Biden")[0]
+    drain_audit(stack)
+    for secret in (None, "forged", stack.secret + "x"):
+        update = photo_message_update(stack.bot_api, photo.read_bytes(), chat_id=4001)
+        posted = post_update(stack.webhook_url, update, secret)
+        assert posted.status == 403
+    # A genuine update published after them is the first thing on the topic.
+    genuine = photo_message_update(stack.bot_api, photo.read_bytes(), chat_id=4002)
+    assert deliver(stack, genuine).status == 200
+    wait_replies(stack, 4002)
+    published = [Job.from_bytes(data) for data in drain_audit(stack)]
+    assert [job.chat_id for job in published] == [4002]
+    assert replies(stack, 4001) == []
+
+
+def test_commands_are_answered_through_the_response_body(stack):
+    from stack.send import text_update
+
+    deliver(stack, text_update("/help", chat_id=5001, language_code="ru"))
+    deliver(stack, text_update("hello", chat_id=5002))
+    [help_reply] = wait_replies(stack, 5001, timeout=10)
+    [hint] = wait_replies(stack, 5002, timeout=10)
+    assert "/lookalike" in help_reply.body and "фото" in help_reply.body
+    assert "photo" in hint.body
+
+
+def test_every_hard_file_gets_a_clear_answer_and_is_acknowledged(stack, faces_dir):
+    """One after another, as a user would send them: the worker answers each (a result
+    or a clear problem), acknowledges it on the first delivery, and nothing dead-letters."""
+    from PIL import Image
+
+    files: list[tuple[str, Path, bool]] = []
+    for path in sorted(p for p in (faces_dir / "hard").iterdir() if p.name != "EXPECTED.json"):
+        try:
+            with Image.open(path) as image:
+                image.load()
+            files.append((path.name, path, False))
+        except Exception:  # Telegram would not take it as a photo: it arrives as a file
+            files.append((path.name, path, True))
+    files += [(f"{name} as a file", faces_dir / "hard" / name, True)
+              for name in ("noface_dog.jpg", "noface_white.png", "derived_webp.webp")]
+
+    started = time.monotonic()
+    answers: dict[str, str] = {}
+    updates: list[dict] = []
+    for number, (name, path, as_file) in enumerate(files):
+        chat = 6000 + number
+        if as_file:  # bytes unchanged, mime type from the name as clients guess it
+            mime = {"png": "image/png", "webp": "image/webp"}.get(path.suffix[1:], "image/jpeg")
+            update = document_update(stack.bot_api, path.read_bytes(), path.name, mime,
+                                     chat_id=chat)
+        else:  # Telegram keeps photos as JPEG sizes it makes itself
+            update = photo_message_update(stack.bot_api, path.read_bytes(), chat_id=chat)
+        posted = deliver(stack, update)
+        assert posted.status == 200, (name, posted)
+        updates.append(update)
+        [reply] = wait_replies(stack, chat, timeout=60)
+        assert reply.body.strip(), name
+        answers[name] = reply.body.splitlines()[0]
+    elapsed = time.monotonic() - started
+
+    time.sleep(SETTLE_SECONDS)
+    deliveries = [d for update in updates for d in deliveries_for(stack, update["update_id"])]
+    assert [d for d in deliveries if not d.acknowledged or d.attempt > 1] == []
+    assert len(deliveries) == len(files)
+    assert [len(replies(stack, 6000 + n)) for n in range(len(files))] == [1] * len(files)
+    assert stack.dead_letters() == []
+    for name in ("broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg",
+                 "noface_dog.jpg", "noface_white.png as a file"):
+        assert not answers[name].startswith(("Looks like", "Face 1")), (name, answers[name])
+    assert answers["multi_obama_and_biden.jpg"].startswith(("Looks like", "Face 1"))
+    FIGURES["hard files answered one after another"] = \
+        f"{len(files)} in {elapsed:.0f} s ({elapsed / len(files):.2f} s each)"
+    print("\n".join(f"{name}: {first}" for name, first in answers.items()))
