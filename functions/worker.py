@@ -190,9 +190,16 @@ def _reply(job: Job, instance: _Instance) -> str:
                            job.message_id)
         return "answered with text"
     picture = render_jpeg(result, _photo_loader(assets))
-    telegram.send_photo(job.chat_id, picture,
-                        matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS),
-                        job.message_id)
+    try:
+        telegram.send_photo(job.chat_id, picture,
+                            matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS),
+                            job.message_id)
+    except BadRequest as exc:
+        # Telegram refused the picture itself; the user still gets the names.
+        log.warning("picture refused (%s); answering with text", exc)
+        telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
+                           job.message_id)
+        return "answered with text (picture refused)"
     return "answered with a picture"
 
 

@@ -262,6 +262,13 @@ def test_blocked_user_is_acknowledged_and_marked_done(env, api, labelled) -> Non
     assert [c["status"] for c in api.calls if c["method"] == "sendPhoto"] == [403]
 
 
+def test_refused_picture_falls_back_to_text(env, api, labelled) -> None:
+    api.fail_next("sendPhoto", 400, description="Bad Request: IMAGE_PROCESS_FAILED")
+    worker.handle_event(pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes()))
+    [reply] = api.sent
+    assert reply.method == "sendMessage" and "1. Joe Biden — " in reply.text
+
+
 def test_fresh_claim_by_another_worker_raises(env, api, labelled) -> None:
     job = job_for(photo(api, labelled["Joe_Biden"][0]))
     other = Markers(GcsStore(*env[len("gs://"):].split("/", 1)), lease_seconds=240)
