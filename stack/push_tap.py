@@ -24,7 +24,9 @@ from typing import Any
 @dataclass(frozen=True)
 class Delivery:
     message_id: str
-    attempt: int  # Pub/Sub's deliveryAttempt (1 when the emulator does not say)
+    # Pub/Sub's deliveryAttempt; the emulator leaves it out of push bodies, so then it is
+    # counted here: 1 + earlier deliveries of the same message id.
+    attempt: int
     status: int  # the worker's HTTP status
     seconds: float  # how long the worker took
     data: bytes
@@ -80,20 +82,22 @@ class PushTap:
 
     def _record(self, body: bytes, status: int, seconds: float) -> None:
         message: dict[str, Any] = {}
-        attempt = 1
+        attempt = 0
         try:
             push = json.loads(body)
             message = push.get("message") or {}
-            attempt = int(push.get("deliveryAttempt") or 1)
+            attempt = int(push.get("deliveryAttempt") or 0)
         except (ValueError, AttributeError, TypeError):
             pass
         try:
             data = base64.b64decode(message.get("data") or "")
         except ValueError:
             data = b""
-        delivery = Delivery(str(message.get("messageId") or message.get("message_id") or ""),
-                            attempt, status, seconds, data, time.time())
+        message_id = str(message.get("messageId") or message.get("message_id") or "")
         with self._lock:
+            if not attempt:
+                attempt = 1 + sum(d.message_id == message_id for d in self.deliveries)
+            delivery = Delivery(message_id, attempt, status, seconds, data, time.time())
             self.deliveries.append(delivery)
             self._lock.notify_all()
 
