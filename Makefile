@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint gallery clean
+.PHONY: demo demo-bot stack test lint gallery clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 demo: $(STAMP)
 	$(PY) main.py match demo/samples/*.jpg --draw demo-output.png
+
+# The bot on this machine: emulators, a local Bot API server and both functions
+# (see README.md, "Run the bot locally"). demo-bot sends a sample photo and stops.
+demo-bot: $(STAMP)
+	$(PY) -m stack demo demo/samples/Barack_Obama_fr_obama2.jpg --out demo-bot-reply.jpg
+
+stack: $(STAMP)
+	$(PY) -m stack up
 
 test: $(STAMP)
 	@command -v shellcheck >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && apt-get install -y -qq shellcheck)
@@ -27,4 +35,4 @@ gallery: $(STAMP)
 	$(PY) demo/build_gallery.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output*.png
+	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output*.png demo-bot-reply.jpg

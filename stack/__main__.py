@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,16 +28,38 @@ def describe(stack: Stack) -> str:
     ])
 
 
-def up() -> int:
+def up(photos: list[Path]) -> int:
+    from stack.send import deliver, photo_message_update
+
     with running_stack() as stack:
         print(describe(stack), flush=True)
-        print("send a photo: python -m stack demo PHOTO (in another shell it starts its own "
-              "stack); Ctrl-C stops everything", flush=True)
+        print("post an update yourself (the webhook answers commands in its response body):\n"
+              f"  curl -H 'X-Telegram-Bot-Api-Secret-Token: {stack.secret}' "
+              "-H 'Content-Type: application/json' -d '{\"update_id\": 1, \"message\": "
+              "{\"message_id\": 1, \"date\": 0, \"chat\": {\"id\": 1, \"type\": "
+              "\"private\"}, \"text\": \"hi\"}}' " + stack.webhook_url + "\n"
+              "what the bot sends is printed here; Ctrl-C stops everything", flush=True)
+        for photo in photos:
+            deliver(stack, photo_message_update(stack.bot_api, photo.read_bytes()))
+            print(f"sent {photo}", flush=True)
+        printer = threading.Thread(target=print_sent, args=(stack,), daemon=True)
+        printer.start()
         try:
             wait_forever()
         except KeyboardInterrupt:
             print("\nstopping", flush=True)
     return 0
+
+
+def print_sent(stack: Stack) -> None:
+    """Print each message the bot sends, as it is sent (a Telegram window of sorts)."""
+    shown = 0
+    while True:
+        sent = stack.bot_api.wait_for_sent(shown + 1, timeout=3600)
+        for message in sent[shown:]:
+            picture = " [with a picture]" if message.photo else ""
+            print(f"-> chat {message.chat_id}{picture}:\n{message.body}\n", flush=True)
+        shown = len(sent)
 
 
 def demo(photo: Path, out: Path, timeout: float) -> int:
@@ -73,7 +96,8 @@ def demo(photo: Path, out: Path, timeout: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run the local bot until Ctrl-C")
+    run_up = commands.add_parser("up", help="run the local bot until Ctrl-C")
+    run_up.add_argument("photos", nargs="*", type=Path, help="photos to send once it is up")
     run_demo = commands.add_parser("demo", help="send a photo and show the reply")
     run_demo.add_argument("photo", nargs="?", type=Path, default=DEFAULT_PHOTO)
     run_demo.add_argument("--out", type=Path, default=Path("demo-bot-reply.jpg"))
@@ -81,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            return up()
+            return up(args.photos)
         return demo(args.photo, args.out, args.timeout)
     except EmulatorUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
