@@ -38,7 +38,7 @@ from shared.index import Celebrity, CelebrityIndex
 from shared.storage import Store, open_store
 
 # Chosen with benchmarks/hnsw_params.py on 12,000 synthetic celebrities (docs/index_builder.md).
-HNSW_PARAMS = {"space": "l2", "M": 16, "efConstruction": 200, "efSearch": 100}
+HNSW_PARAMS = {"space": "l2", "M": 32, "efConstruction": 200, "efSearch": 200}
 REPORT_FILE = "report.json"
 
 
