@@ -24,7 +24,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,7 +32,13 @@ import pandas as pd
 
 from index_builder.quality import QualityFilter, choose_face
 from shared.images import ImageError, ImageTooLarge, decode_image, encode_jpeg
-from shared.models import model_identity
+from shared.models import (
+    FaceModels,
+    ModelFiles,
+    load_models,
+    model_identity,
+    packaged_model_dir,
+)
 from shared.storage import NotFound, Store, StoreError, open_store
 
 CACHE_FORMAT = 1
@@ -111,6 +117,20 @@ def _row(photo: str, celebrity: str, digest: str, status: str, reason: str = "",
             "eye_distance": eye_distance, "face_width": face_width}
 
 
+def photo_models(jitters: int) -> FaceModels:
+    """The models for one photo. dlib's encoder keeps the random generator of its jitters
+    in the object, so with jitters a shared encoder makes a descriptor depend on what the
+    process described before; a fresh one (0.1 s to load) makes it depend on the photo
+    only, and every engine builds the same index."""
+    models = load_models()
+    if jitters == 0:
+        return models
+    import dlib
+
+    files = ModelFiles.in_directory(packaged_model_dir())
+    return replace(models, encoder=dlib.face_recognition_model_v1(str(files.descriptor)))
+
+
 def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], bytes | None]:
     """The cache entry of one photo's bytes, and its face crop as JPEG when accepted."""
     from shared.faces import find_faces
@@ -122,7 +142,8 @@ def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], 
         return {"status": REJECTED, "reason": TOO_LARGE}, None
     except ImageError:
         return {"status": REJECTED, "reason": UNREADABLE}, None
-    scan = find_faces(image, jitters=options.jitters, min_face_px=options.min_face_px,
+    scan = find_faces(image, photo_models(options.jitters), jitters=options.jitters,
+                      min_face_px=options.min_face_px,
                       min_face_fraction=options.min_face_fraction)
     face, reason = choose_face(scan.faces, options.rule)
     if face is None:
