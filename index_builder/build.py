@@ -197,6 +197,12 @@ def run_build(config: BuildConfig, log: Callable[[str], None] = print) -> BuildR
         f" ({len(catalog.problems)} rows skipped); photos: {found['photos_listed']} listed,"
         f" {len(rows)} of catalogue celebrities")
 
+    if found["photos_listed"] == 0:
+        raise BuildError(f"no photos found in {config.photos} "
+                         "(expected <id>/<any>.jpg or <id>.jpg)")
+    if rows.empty:
+        raise BuildError(f"none of the {found['photos_listed']} photos belongs to a catalogue "
+                         "celebrity (a photo's id is its folder name or file stem)")
     options = EmbedOptions(photos_uri=config.photos, cache_uri=config.cache_uri,
                            jitters=config.jitters, rule=config.rule)
     step_started = time.monotonic()

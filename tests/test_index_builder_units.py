@@ -163,3 +163,21 @@ def test_an_incomplete_version_is_never_made_current(tmp_path):
         activate(store, name)
     assert store.generation("current.json") == 0
     assert [(v.name, v.manifest) for v in list_versions(store)] == [(name, None)]
+
+
+def test_build_refuses_bad_input_with_a_clear_message(tmp_path, capsys):
+    from index_builder.cli import main
+
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps([{"id": "ann", "name": "Ann"}]))
+    args = ["build", "--catalog", str(catalog), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main([*args, "--photos", str(tmp_path / "nowhere")]) == 1
+    assert "no photos found" in capsys.readouterr().err
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "bob.jpg").write_bytes(b"not read: bob is not in the catalogue")
+    assert main([*args, "--photos", str(tmp_path / "photos")]) == 1
+    assert "none of the 1 photos belongs" in capsys.readouterr().err
+    catalog.write_text("{broken")
+    assert main([*args, "--photos", str(tmp_path / "photos")]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing published, not even a cache
