@@ -48,8 +48,8 @@ SCHEMA = ("photo:str,celebrity:str,sha256:str,status:str,reason:str,from_cache:b
           "descriptor:binary,eye_distance:double,face_width:long")
 COLUMNS = [part.split(":")[0] for part in SCHEMA.split(",")]
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
-UNREADABLE, TOO_LARGE, MISSING, STORAGE_ERROR = (
-    "unreadable", "too_large", "missing", "storage_error")
+UNREADABLE, TOO_LARGE, MISSING, STORAGE_ERROR, PROCESSING_ERROR = (
+    "unreadable", "too_large", "missing", "storage_error", "processing_error")
 _T = TypeVar("_T")
 
 
@@ -170,7 +170,11 @@ def embed_one(photo: str, celebrity: str, options: EmbedOptions, namespace: str)
         entry = json.loads(_retrying(lambda: cache.read(entry_key), options.attempts))
     except (NotFound, StoreError, ValueError):
         from_cache = False
-        entry, crop = describe_photo(data, options)
+        try:
+            entry, crop = describe_photo(data, options)
+        except Exception as exc:  # one odd photo must not stop a million-photo build
+            return _row(photo, celebrity, digest, FAILED,
+                        f"{PROCESSING_ERROR}: {type(exc).__name__}: {exc}"[:300])
         try:
             if crop is not None:
                 _retrying(lambda: cache.write(cache_key(namespace, digest, "jpg"), crop,

@@ -106,9 +106,11 @@ class LocalStore:
             return current + 1
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        if not self.root.is_dir():
+        # Walk only the prefix's folder: an index root also holds a large embedding cache.
+        base = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else self.root
+        if not base.is_dir():
             return
-        for path in sorted(self.root.rglob("*")):
+        for path in sorted(base.rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):

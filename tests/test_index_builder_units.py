@@ -181,3 +181,30 @@ def test_build_refuses_bad_input_with_a_clear_message(tmp_path, capsys):
     assert main([*args, "--photos", str(tmp_path / "photos")]) == 1
     assert "not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing published, not even a cache
+
+
+def test_per_photo_step_caches_and_survives_odd_photos(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from index_builder import embedding
+
+    photos = tmp_path / "photos"
+    (photos / "ann").mkdir(parents=True)
+    (photos / "ann" / "a.jpg").write_bytes(b"not an image")
+    (photos / "ann" / "b.jpg").write_bytes(b"also not an image")
+    options = embedding.EmbedOptions(str(photos), str(tmp_path / "cache")).to_json()
+    rows = pd.DataFrame({"photo": ["ann/a.jpg", "ann/gone.jpg"], "celebrity": ["ann", "ann"]})
+    first = embedding.embed_photos(rows, options)
+    assert first[["status", "reason", "from_cache"]].values.tolist() == [
+        ["rejected", "unreadable", False], ["rejected", "missing", False]]
+    again = embedding.embed_photos(rows.iloc[:1], options)
+    assert again["from_cache"].tolist() == [True]  # rejections are cached too
+
+    def explode(data, options):
+        raise RuntimeError("dlib fell over")
+
+    monkeypatch.setattr(embedding, "describe_photo", explode)
+    odd = embedding.embed_photos(pd.DataFrame({"photo": ["ann/b.jpg"], "celebrity": ["ann"]}),
+                                 options)
+    assert odd["status"].tolist() == ["failed"]
+    assert odd["reason"][0] == "processing_error: RuntimeError: dlib fell over"
