@@ -49,9 +49,6 @@ class Settings:
     cache_dir: str = "/tmp/lookalike-cache"
     # How often the worker looks for a newer index version.
     index_refresh_seconds: int = 300
-    # The Bot API server; tests point it at a local server that speaks the same protocol.
-    telegram_api_url: str = "https://api.telegram.org"
-    # The bot's @username, for mentions in groups.
     # A worker's claim on an update is taken over when older than this: about twice the
     # longest a photo should take (the worker function's timeout is 120 s).
     marker_lease_seconds: int = 240
@@ -60,6 +57,9 @@ class Settings:
     max_retry_after_seconds: int = 5
     # Per-request timeout for Bot API calls (downloads and uploads included).
     telegram_timeout_seconds: float = 30.0
+    # The Bot API server; tests point it at a local server that speaks the same protocol.
+    telegram_api_url: str = "https://api.telegram.org"
+    # The bot's @username, for mentions in groups.
     bot_username: str = ""
 
     # Secrets are read from the environment when needed and never kept in this object,
