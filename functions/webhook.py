@@ -10,6 +10,7 @@ again. No face code is imported here: the webhook stays small and starts fast.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import sys
@@ -23,6 +24,7 @@ from telegram import Update
 from functions.publisher import Publisher, PublishError, default_publisher
 from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
 from shared.config import Settings, webhook_secret
+from shared.jobs import Job, MalformedJob
 
 if TYPE_CHECKING:
     import flask
@@ -62,8 +64,7 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         log("ERROR", "no webhook secret is configured: refusing every update "
                      "(set TELEGRAM_WEBHOOK_SECRET)")
         return _plain("forbidden", 403)
-    given = request.headers.get(SECRET_HEADER, "")
-    if not hmac.compare_digest(given.encode(), secret.encode()):
+    if not secret_matches(request.headers.get(SECRET_HEADER, ""), secret):
         log("WARNING", "missing or wrong secret token", remote=request.remote_addr)
         return _plain("forbidden", 403)
     if request.mimetype != "application/json":
@@ -102,6 +103,11 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         log("INFO", "answered", update_id=update.update_id, reason=action.reason)
         return json.dumps(action.method, ensure_ascii=False), 200, JSON_HEADERS
     assert isinstance(action, Enqueue)
+    try:  # a job the worker would refuse is refused here, where the sender hears of it
+        Job.from_bytes(action.job.to_bytes())
+    except MalformedJob as exc:
+        log("WARNING", f"update makes no valid job: {exc}", update_id=update.update_id)
+        return _plain("not a Telegram update", 400)
     try:
         message_id = publisher.publish(action.job)
     except PublishError as exc:
@@ -110,6 +116,15 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
     log("INFO", "job published", update_id=update.update_id, message_id=message_id,
         chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}")
     return "", 200, {}
+
+
+def secret_matches(given: str, secret: str) -> bool:
+    """Constant-time check of the secret token header. Fixed-length digests are compared:
+    `compare_digest` on the raw strings returns early when the lengths differ, which
+    would tell an attacker the secret's length."""
+    digest = hashlib.sha256
+    return hmac.compare_digest(digest(given.encode("utf-8", "surrogatepass")).digest(),
+                               digest(secret.encode("utf-8", "surrogatepass")).digest())
 
 
 def _plain(text: str, status: int) -> Response:
