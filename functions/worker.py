@@ -36,6 +36,7 @@ from telegram.error import (
     TelegramError,
 )
 
+from functions.send_limiter import SendLimiter
 from functions.worker_logging import setup_logging
 from functions.worker_telegram import TelegramClient
 from shared.assets import AssetCache, Assets
@@ -90,7 +91,9 @@ def _get_instance() -> _Instance:
                 settings=settings, assets=AssetCache(settings), markers=markers,
                 telegram=TelegramClient(token, settings.telegram_api_url,
                                         settings.telegram_timeout_seconds,
-                                        settings.max_retry_after_seconds))
+                                        settings.max_retry_after_seconds,
+                                        SendLimiter(settings.chat_send_interval_seconds,
+                                                    1 / settings.bot_sends_per_second)))
         return _instance
 
 

@@ -3,7 +3,9 @@
 The worker's handler is synchronous (functions-framework may run several in threads);
 the Bot's coroutines run on a loop in a background thread and each call waits for its
 result. Short flood waits (`RetryAfter` up to `max_retry_after_seconds`) are slept here
-and the call repeated; longer ones propagate so the job goes back to Pub/Sub.
+and the call repeated; longer ones propagate so the job goes back to Pub/Sub. Messages
+wait for their slot in the instance's `SendLimiter` (Telegram's per-chat and bot-wide
+rates) so that flood waits are rare in the first place.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import telegram
 from telegram.error import RetryAfter
 from telegram.request import HTTPXRequest
 
+from functions.send_limiter import SendLimiter
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRIES = 3  # short flood waits in a row before giving the job back to Pub/Sub
@@ -36,8 +40,9 @@ def retry_after_seconds(error: RetryAfter) -> float:
 
 class TelegramClient:
     def __init__(self, token: str, api_url: str, timeout: float,
-                 max_retry_after: float) -> None:
+                 max_retry_after: float, limiter: SendLimiter | None = None) -> None:
         self.max_retry_after = max_retry_after
+        self.limiter = limiter or SendLimiter(chat_interval=1.0, bot_interval=1 / 30)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="telegram-loop",
                                         daemon=True)
@@ -50,9 +55,13 @@ class TelegramClient:
                                 base_file_url=api_url + "/file/bot", request=request)
         self._timeout = timeout
 
-    def call(self, make: Callable[[telegram.Bot], Awaitable[T]]) -> T:
-        """Run one Bot API call, sleeping through short flood waits."""
+    def call(self, make: Callable[[telegram.Bot], Awaitable[T]],
+             chat_id: int | None = None) -> T:
+        """Run one Bot API call, sleeping through short flood waits; a message to
+        `chat_id` first waits for its slot in the rate limits."""
         for attempt in range(1, _RETRIES + 1):
+            if chat_id is not None:
+                self.limiter.wait(chat_id)
             future = asyncio.run_coroutine_threadsafe(_awaited(make(self.bot)), self._loop)
             try:
                 return future.result(timeout=3 * self._timeout)
@@ -62,7 +71,10 @@ class TelegramClient:
                     raise
                 log.warning("Telegram asks to retry after %.0f s; waiting", wait,
                             extra={"fields": {"retry_after": wait, "attempt": attempt}})
-                time.sleep(wait)
+                if chat_id is None:
+                    time.sleep(wait)
+                else:  # the limiter sleeps it, and so do other threads' messages to the chat
+                    self.limiter.postpone(chat_id, wait)
         raise AssertionError("unreachable")
 
     def download(self, file_id: str) -> bytes:
@@ -77,11 +89,12 @@ class TelegramClient:
     def send_photo(self, chat_id: int, photo: bytes, caption: str,
                    reply_to: int) -> telegram.Message:
         return self.call(lambda bot: bot.send_photo(
-            chat_id=chat_id, photo=photo, caption=caption, reply_parameters=_reply(reply_to)))
+            chat_id=chat_id, photo=photo, caption=caption, reply_parameters=_reply(reply_to)),
+            chat_id)
 
     def send_text(self, chat_id: int, text: str, reply_to: int) -> telegram.Message:
         return self.call(lambda bot: bot.send_message(
-            chat_id=chat_id, text=text, reply_parameters=_reply(reply_to)))
+            chat_id=chat_id, text=text, reply_parameters=_reply(reply_to)), chat_id)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing is best effort

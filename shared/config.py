@@ -55,6 +55,10 @@ class Settings:
     # Telegram's "retry after" waits up to this long are slept in place; longer ones go
     # back to Pub/Sub for redelivery.
     max_retry_after_seconds: int = 5
+    # Telegram's message rates, kept per worker instance: about one message a second to
+    # a chat, about 30 a second for the whole bot (see functions/send_limiter.py).
+    chat_send_interval_seconds: float = 1.0
+    bot_sends_per_second: float = 30.0
     # Per-request timeout for Bot API calls (downloads and uploads included).
     telegram_timeout_seconds: float = 30.0
     # The Bot API server; tests point it at a local server that speaks the same protocol.
