@@ -88,6 +88,9 @@ def detect_faces(models: FaceModels, image: np.ndarray, plan: DetectionPlan,
                  threshold: float = 0.0) -> list[tuple[Box, float]]:
     """Run the HOG detector as planned; boxes come back in full-resolution coordinates."""
     small = resize(image, plan.scale)
+    if min(small.shape[:2]) * 2 ** plan.upsample < DETECTOR_WINDOW_PX:
+        # No face fits; and dlib refuses arrays with a side of 1 px (their strides).
+        return []
     rects, scores, _ = models.detector.run(small, plan.upsample, threshold)
     height, width = image.shape[:2]
     found = []
