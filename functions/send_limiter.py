@@ -2,9 +2,9 @@
 
 Telegram allows about one message per second to one chat and about 30 per second for
 the whole bot; past that it answers 429 with `retry_after`. Each send first reserves a
-slot: the earliest time that is at least `chat_interval` after the chat's previous slot
-and `bot_interval` after anyone's. Reserving under a lock and sleeping outside it keeps
-the order fair among threads and never holds the lock while waiting.
+slot: the earliest time that is at least `chat_interval` after the chat's previous message
+was answered and `bot_interval` after anyone's slot. The shared state is only touched
+under a short lock; waiting happens outside it.
 
 This bounds one instance only. Across instances the bot-wide rate is at most
 max instances × `1 / bot_interval`; what exceeds Telegram's limit is answered 429 and
@@ -13,9 +13,10 @@ handled by the client's retry_after waits (see functions/worker_telegram.py).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _MAX_CHATS = 10_000  # chats remembered before slots in the past are forgotten
 
@@ -28,30 +29,50 @@ class SendLimiter:
         self.bot_interval = bot_interval
         self.clock = clock
         self.sleep = sleep
-        self._next_for_chat: dict[int | str, float] = {}
+        self._chat_ready: dict[int | str, float] = {}
+        self._chat_locks: dict[int | str, threading.Lock] = {}
         self._next_for_bot = 0.0
         self._lock = threading.Lock()
 
-    def reserve(self, chat_id: int | str) -> float:
-        """Take the chat's next slot; returns how many seconds to wait for it."""
-        with self._lock:
-            now = self.clock()
-            if len(self._next_for_chat) > _MAX_CHATS:
-                self._next_for_chat = {c: t for c, t in self._next_for_chat.items() if t > now}
-            slot = max(now, self._next_for_chat.get(chat_id, now), self._next_for_bot)
-            self._next_for_chat[chat_id] = slot + self.chat_interval
-            self._next_for_bot = slot + self.bot_interval
-            return slot - now
+    @contextlib.contextmanager
+    def slot(self, chat_id: int | str) -> Iterator[float]:
+        """Hold the chat's next slot while sending (yields the seconds waited for it).
+
+        Messages to one chat go one at a time, and the next may start `chat_interval`
+        after the previous one *finished*: counted from its start, a slow upload would
+        let the two reach Telegram closer together than allowed."""
+        with self._lock_for(chat_id):
+            delay = self._reserve(chat_id)
+            if delay > 0:
+                self.sleep(delay)
+            try:
+                yield delay
+            finally:
+                with self._lock:
+                    ready = self.clock() + self.chat_interval
+                    self._chat_ready[chat_id] = max(self._chat_ready.get(chat_id, 0.0), ready)
 
     def postpone(self, chat_id: int | str, seconds: float) -> None:
         """Telegram asked to wait `seconds` before the chat's next message."""
         with self._lock:
             later = self.clock() + seconds
-            self._next_for_chat[chat_id] = max(self._next_for_chat.get(chat_id, 0.0), later)
+            self._chat_ready[chat_id] = max(self._chat_ready.get(chat_id, 0.0), later)
 
-    def wait(self, chat_id: int | str) -> float:
-        """Block until the chat may be sent to; returns the seconds waited."""
-        delay = self.reserve(chat_id)
-        if delay > 0:
-            self.sleep(delay)
-        return delay
+    def _reserve(self, chat_id: int | str) -> float:
+        """The earliest start for the chat that also keeps the bot-wide rate; taken."""
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._chat_ready.get(chat_id, now), self._next_for_bot)
+            self._next_for_bot = start + self.bot_interval
+            return start - now
+
+    def _lock_for(self, chat_id: int | str) -> threading.Lock:
+        with self._lock:
+            if len(self._chat_locks) > _MAX_CHATS:
+                now = self.clock()
+                for chat in [c for c, t in self._chat_ready.items() if t <= now]:
+                    self._chat_ready.pop(chat, None)
+                    lock = self._chat_locks.get(chat)
+                    if lock is not None and not lock.locked():
+                        del self._chat_locks[chat]
+            return self._chat_locks.setdefault(chat_id, threading.Lock())

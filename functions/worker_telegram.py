@@ -60,11 +60,11 @@ class TelegramClient:
         """Run one Bot API call, sleeping through short flood waits; a message to
         `chat_id` first waits for its slot in the rate limits."""
         for attempt in range(1, _RETRIES + 1):
-            if chat_id is not None:
-                self.limiter.wait(chat_id)
-            future = asyncio.run_coroutine_threadsafe(_awaited(make(self.bot)), self._loop)
             try:
-                return future.result(timeout=3 * self._timeout)
+                if chat_id is None:
+                    return self._run(make)
+                with self.limiter.slot(chat_id):
+                    return self._run(make)
             except RetryAfter as exc:
                 wait = retry_after_seconds(exc)
                 if wait > self.max_retry_after or attempt == _RETRIES:
@@ -76,6 +76,10 @@ class TelegramClient:
                 else:  # the limiter sleeps it, and so do other threads' messages to the chat
                     self.limiter.postpone(chat_id, wait)
         raise AssertionError("unreachable")
+
+    def _run(self, make: Callable[[telegram.Bot], Awaitable[T]]) -> T:
+        future = asyncio.run_coroutine_threadsafe(_awaited(make(self.bot)), self._loop)
+        return future.result(timeout=3 * self._timeout)
 
     def download(self, file_id: str) -> bytes:
         """The file's bytes, in memory only (never written to disk)."""
