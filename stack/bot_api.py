@@ -8,7 +8,10 @@ multipart bodies, answers shaped `{"ok": true, "result": ...}` or `{"ok": false,
 `base_url=url + "/bot"`, `base_file_url=url + "/file/bot"`) talks to it unchanged.
 
 What users would see (sent messages and photos) is recorded in `sent`; every request in
-`calls`; `fail_next` injects the errors Telegram returns (429 with retry_after, 5xx, 400).
+`calls`; `fail_next` injects the errors Telegram returns (429 with retry_after, 5xx, 400),
+`fail_chat` fails every message to one chat, `chat_interval` answers 429 to a chat sent
+to faster than Telegram allows (~1 message/s), and `on_download` runs after a file
+download was served (tests kill the worker there).
 
 Run alone: `python -m stack.bot_api --port 8081 --token 123:ABC`.
 """
@@ -28,6 +31,7 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -131,6 +135,13 @@ class BotApiServer:
         self.webhook: dict[str, Any] = {}
         self._files: dict[str, _StoredFile] = {}
         self._failures: dict[str, _Failure] = {}
+        self._failing_chats: dict[int | str, int] = {}
+        self._last_send: dict[int | str, float] = {}
+        # Seconds Telegram wants between messages to one chat; None: no limit enforced.
+        self.chat_interval: float | None = None
+        self.flood_refusals = 0  # 429s answered because of chat_interval
+        # Called with the file path after a download's bytes were written.
+        self.on_download: Callable[[str], None] | None = None
         self._downloads = 0
         self._ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
@@ -219,6 +230,32 @@ class BotApiServer:
         with self._lock:
             self._failures[method.lower()] = _Failure(status, times, retry_after, description)
 
+    def fail_chat(self, chat_id: int | str, status: int = 500) -> None:
+        """Answer every sending method to `chat_id` with `status` (a poison job)."""
+        with self._lock:
+            self._failing_chats[chat_id] = status
+
+    def _check_chat(self, method: str, params: dict[str, Any]) -> None:
+        """Per-chat failures and Telegram's flood control for sending methods."""
+        if method.lower() not in SENDING_METHODS:
+            return
+        try:
+            chat_id = _chat_id(params)
+        except ApiError:
+            return  # the method itself answers that
+        with self._lock:
+            status = self._failing_chats.get(chat_id)
+            if status is not None:
+                raise ApiError(status)
+            now = time.monotonic()
+            last = self._last_send.get(chat_id)
+            if self.chat_interval is not None and last is not None \
+                    and now - last < self.chat_interval:
+                self.flood_refusals += 1
+                wait = max(1, round(self.chat_interval - (now - last) + 0.5))
+                raise ApiError(429, f"Too Many Requests: retry after {wait}", wait)
+            self._last_send[chat_id] = now
+
     def wait_for_sent(self, count: int, timeout: float = 30.0) -> list[SentMessage]:
         """Block until at least `count` messages were sent; returns them all."""
         deadline = time.monotonic() + timeout
@@ -260,6 +297,7 @@ class BotApiServer:
             failure = self._take_failure(method)
             if failure is not None:
                 raise failure
+            self._check_chat(method, params)
             handler = _METHODS.get(method.lower())
             if handler is None:
                 raise ApiError(404)
@@ -528,6 +566,9 @@ def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
                 token, _, file_path = path[len("/file/bot"):].partition("/")
                 status, data, mime = api.handle_download(token, file_path)
                 self._answer(status, data, mime)
+                if status == 200 and api.on_download is not None:
+                    self.wfile.flush()
+                    api.on_download(file_path)
                 return
             match = re.fullmatch(r"/bot([^/]*)/([A-Za-z0-9_]*)", path)
             if match is None:
