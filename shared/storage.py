@@ -126,6 +126,31 @@ class LocalStore:
 
 
 _clients: dict[str, object] = {}
+# How long one Cloud Storage call may keep retrying; None keeps the client library's
+# 120 s. A worker sets it short: with storage away, failing in seconds lets Pub/Sub
+# redeliver the job, instead of holding the push (and the instance) for minutes.
+_retry_seconds: float | None = None
+
+
+def set_retry_seconds(seconds: float | None) -> None:
+    """Bound the retries of every Cloud Storage call in this process."""
+    global _retry_seconds
+    _retry_seconds = seconds
+
+
+def _retry(conditional: bool = False):
+    """The retry policy for one call (`conditional`: retried only when a generation
+    precondition makes a repeated write safe, as the library does for uploads)."""
+    from google.cloud.storage import retry
+
+    if _retry_seconds is None:
+        return retry.DEFAULT_RETRY_IF_GENERATION_SPECIFIED if conditional \
+            else retry.DEFAULT_RETRY
+    bounded = retry.DEFAULT_RETRY.with_timeout(_retry_seconds)
+    if conditional:
+        return retry.ConditionalRetryPolicy(bounded, retry.is_generation_specified,
+                                            ["query_params"])
+    return bounded
 
 
 def gcs_client():
@@ -173,10 +198,11 @@ class GcsStore:
             raise StoreError(f"{self.uri}: {exc}") from exc
 
     def read(self, key: str) -> bytes:
-        return self._call(lambda: self.bucket.blob(self._name(key)).download_as_bytes())
+        return self._call(lambda: self.bucket.blob(self._name(key)).download_as_bytes(
+            retry=_retry()))
 
     def generation(self, key: str) -> int:
-        blob = self._call(lambda: self.bucket.get_blob(self._name(key)))
+        blob = self._call(lambda: self.bucket.get_blob(self._name(key), retry=_retry()))
         return int(blob.generation) if blob is not None else 0
 
     def write(self, key: str, data: bytes, *, if_generation: int | None = None,
@@ -184,24 +210,25 @@ class GcsStore:
         blob = self.bucket.blob(self._name(key))
         self._call(lambda: blob.upload_from_string(
             data, content_type=content_type or "application/octet-stream",
-            if_generation_match=if_generation))
+            if_generation_match=if_generation, retry=_retry(conditional=True)))
         return int(blob.generation or 0)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         start = len(self.prefix) + 1 if self.prefix else 0
         blobs = self._call(lambda: list(
             (self._client or gcs_client()).list_blobs(self.bucket_name,
-                                                      prefix=self._name(prefix))))
+                                                      prefix=self._name(prefix),
+                                                      retry=_retry())))
         for blob in blobs:
             yield blob.name[start:]
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(NotFound):
-            self._call(lambda: self.bucket.blob(self._name(key)).delete())
+            self._call(lambda: self.bucket.blob(self._name(key)).delete(retry=_retry()))
 
     def download(self, key: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.part")
         self._call(lambda: self.bucket.blob(self._name(key)).download_to_filename(
-            str(temporary)))
+            str(temporary), retry=_retry()))
         os.replace(temporary, target)
