@@ -77,6 +77,13 @@ class Emulator:
     def url(self) -> str:
         return f"http://{self.host}"
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once: a crash, no clean shutdown."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def stop(self) -> None:
         # Each emulator leads its own process group (the Pub/Sub launcher is a shell
         # script that starts java), so the whole group is signalled.

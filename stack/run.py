@@ -61,6 +61,10 @@ class StackOptions:
     min_retry_seconds: int = 10
     max_retry_seconds: int = 300
     max_delivery_attempts: int = 7
+    # Requests the worker process serves at once. Cloud Run runs the worker with
+    # concurrency 1; more threads on the GIL-bound face code only make every job slower
+    # (functions-framework's gunicorn defaults to 4 threads per core).
+    worker_threads: int = 1
     # Extra LOOKALIKE_* settings for both functions, e.g. {"LOOKALIKE_TOP_K": "5"}.
     env: dict[str, str] = field(default_factory=dict)
 
@@ -81,6 +85,8 @@ class Stack:
     push_subscription: str
     dead_letter_subscription: str
     _pubsub_clients: tuple[Any, Any] | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
 
     @property
     def webhook_url(self) -> str:
@@ -110,6 +116,19 @@ class Stack:
             subscriber.acknowledge(subscription=self.dead_letter_subscription,
                                    ack_ids=[m.ack_id for m in response.received_messages])
         return [m.message.data for m in response.received_messages]
+
+    def restart_worker(self, kill: bool = False) -> None:
+        """Stop the worker process (SIGKILL when `kill`: a crash) and start a new one on the
+        same port, as a new instance behind the same push endpoint."""
+        if kill:
+            self.worker.kill()
+        else:
+            self.worker.stop()
+        assert self.log_dir is not None
+        self.worker = start_function("worker", "cloudevent", self.worker_env, self.log_dir,
+                                     port=self.worker.port)
+        self.worker_started_at = time.time()
+        wait_http(self.worker.url, 60, self.worker.process)
 
     def logs(self) -> str:
         """The functions' output so far (for failure messages)."""
@@ -150,7 +169,7 @@ def start_function(target: str, signature: str, env: dict[str, str], log_dir: Pa
                                   "(pip install -r requirements-dev.txt)")
     port = port or free_port()
     log = log_dir / f"{target}.log"
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:  # a restarted function adds to its log
         process = subprocess.Popen(
             [str(FUNCTIONS_FRAMEWORK), "--target", target, "--signature-type", signature,
              "--host", "127.0.0.1", "--port", str(port), "--source", str(REPO_ROOT / "main.py")],
@@ -245,8 +264,10 @@ def running_stack(options: StackOptions | None = None,
         webhook = start_function("webhook", "http", env, log_dir)
         cleanup.callback(webhook.stop)
         worker_started_at = time.time()
-        worker = start_function("worker", "cloudevent", env, log_dir)
-        cleanup.callback(worker.stop)
+        worker_env = {**env, "THREADS": str(options.worker_threads)}
+        worker = start_function("worker", "cloudevent", worker_env, log_dir)
+        cleanup.callback(lambda: stack.worker.stop() if stack else worker.stop())
+        stack: Stack | None = None
         pool = ThreadPoolExecutor(2)
         futures = [pool.submit(start_fake_gcs, gcs_port, log_dir),
                    pool.submit(start_pubsub, options.project, pubsub_port, log_dir)]
@@ -269,7 +290,8 @@ def running_stack(options: StackOptions | None = None,
                 raise EmulatorUnavailable(
                     f"{exc}; log:\n{process.log.read_text(errors='replace')[-3000:]}") from None
         stack = Stack(options, secret, workdir, gcs, pubsub, bot_api, tap, webhook, worker,
-                      worker_started_at, topic, push, dead)
+                      worker_started_at, topic, push, dead, worker_env=worker_env,
+                      log_dir=log_dir)
         yield stack
         if stack._pubsub_clients is not None:
             stack._pubsub_clients[1].close()
