@@ -153,7 +153,7 @@ class BotApiServer:
     # -- lifecycle
 
     def start(self) -> BotApiServer:
-        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server = _QuietServer((self.host, self.port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
@@ -531,6 +531,13 @@ def _parse_body(content_type: str, body: bytes,
                 fields[name] = payload.decode("utf-8", "replace")
         params.update(_decode_json_values(fields))
     return params, files
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that died (a killed worker) resets its keep-alive connection: no error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
