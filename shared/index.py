@@ -221,6 +221,11 @@ class CelebrityIndex:
         return [Match(self.celebrities[row], distance, similarity(distance, self.stats, floor))
                 for row, distance in ranked]
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """Change the graph's search breadth in place (benchmarks compare settings on one
+        build; the manifest keeps the value the index was built with)."""
+        self._hnsw.setQueryTimeParams({"efSearch": int(ef_search)})
+
     def graph_neighbours(self, descriptor: np.ndarray, k: int) -> np.ndarray:
         """Entry rows the HNSW graph returns for `descriptor`, nearest first (no grouping;
         the index builder measures the graph's recall with it)."""

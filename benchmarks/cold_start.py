@@ -1,0 +1,201 @@
+"""The worker's cold start: a new process with an empty cache, models and a 12,000-
+celebrity index in Cloud Storage (fake-gcs-server), until the first answer is ready.
+
+    python -m benchmarks.cold_start [--runs 5]
+
+Each run is a fresh interpreter (`python -m benchmarks.cold_start --child MODE`) with a
+new empty LOOKALIKE_CACHE_DIR, as a new instance has an empty /tmp. Two modes alternate:
+
+- `worker`: the worker's own path, `AssetCache(settings).get()` then one photo matched;
+  the total from process start is the cold start figure.
+- `stages`: the same steps one by one, to see where the time goes: interpreter start,
+  imports (main and functions.worker), model download, model hash check, dlib model
+  load, index download, index load (hash check of its files included), first match.
+
+Both report the process's peak RSS (ru_maxrss at the end). The index is synthetic
+(benchmarks.hnsw_params), built once with the index builder's HNSW settings and kept
+under `${XDG_CACHE_HOME:-~/.cache}/lookalike-bench/`; its files are as large as a real
+12k index's. The photo is demo/samples/Barack_Obama_fr_obama2.jpg.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.time()  # first statement: what a new interpreter took to get here
+
+import argparse  # noqa: E402 - after the clock on purpose
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+BUCKET = "bench-cold-start"
+PHOTO = "demo/samples/Barack_Obama_fr_obama2.jpg"
+CELEBRITIES = 12_000
+STAGES = ["interpreter", "imports", "model download", "model hash check", "dlib model load",
+          "index download", "index load", "first match"]
+
+
+# -- the child: one cold start ------------------------------------------------------------
+
+def child(mode: str, spawned: float) -> dict[str, float]:
+    marks = {"interpreter": STARTED - spawned}
+    last = STARTED
+
+    def mark(stage: str) -> None:
+        nonlocal last
+        now = time.time()
+        marks[stage] = now - last
+        last = now
+
+    import functions.worker  # noqa: F401 - what the function's first event imports
+    import main  # noqa: F401
+    from shared.assets import AssetCache
+    from shared.config import REPO_ROOT, Settings
+    from shared.index import CelebrityIndex
+    from shared.index_store import fetch_index
+    from shared.matching import match_photo
+    from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, ModelFiles, load_models
+    from shared.storage import open_store
+    mark("imports")
+    settings = Settings.from_env()
+    photo = (REPO_ROOT / PHOTO).read_bytes()
+    if mode == "worker":
+        assets = AssetCache(settings).get()
+        mark("models and index")
+        index, models = assets.index, assets.models
+    else:
+        cache = Path(settings.cache_dir)
+        store = open_store(settings.models_uri)
+        for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
+            store.download(name, cache / "models" / name)
+        mark("model download")
+        files = ModelFiles.in_directory(cache / "models")
+        files.verify()
+        mark("model hash check")
+        models = load_models(files, verify=False)
+        mark("dlib model load")
+        directory = fetch_index(settings.index_uri, cache / "index")
+        mark("index download")
+        index = CelebrityIndex.load(directory)
+        mark("index load")
+    result = match_photo(photo, index, models, settings)
+    mark("first match")
+    marks["total"] = time.time() - spawned
+    marks["faces"] = len(result.faces)
+    marks["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return marks
+
+
+# -- the parent: storage, runs, figures -----------------------------------------------------
+
+def synthetic_index_dir() -> Path:
+    """A 12k-celebrity index with the builder's HNSW settings, built once and cached."""
+    from benchmarks.hnsw_params import synthetic_gallery
+    from benchmarks.index_query import cache_root
+    from index_builder.build import HNSW_PARAMS
+    from shared.index import Celebrity, CelebrityIndex
+
+    directory = cache_root() / (f"catalogue-c{CELEBRITIES}-M{HNSW_PARAMS['M']}"
+                                f"-efc{HNSW_PARAMS['efConstruction']}-seed0")
+    if not (directory / "manifest.json").is_file():
+        descriptors, entries, _, _ = synthetic_gallery(CELEBRITIES, 1)
+        people = [Celebrity(f"c{i:05d}", f"Celebrity {i}") for i in range(CELEBRITIES)]
+        CelebrityIndex.build(descriptors, entries, people, hnsw=HNSW_PARAMS).save(directory)
+    return directory
+
+
+def fill_storage(gcs_url: str, index_dir: Path) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from shared.index import POINTER_FILE, VERSIONS_DIR
+    from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
+
+    client = storage.Client(project="bench", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": gcs_url})
+    bucket = client.create_bucket(BUCKET)
+    for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
+        bucket.blob(f"models/{name}").upload_from_filename(str(packaged_model_dir() / name))
+    for path in sorted(index_dir.rglob("*")):
+        if path.is_file():
+            key = path.relative_to(index_dir).as_posix()
+            bucket.blob(f"index/{VERSIONS_DIR}/v1/{key}").upload_from_filename(str(path))
+    bucket.blob(f"index/{POINTER_FILE}").upload_from_string(json.dumps({"version": "v1"}))
+
+
+def run_child(mode: str, gcs_url: str) -> dict[str, float]:
+    from shared.config import REPO_ROOT
+
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as cache:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+        env.update(STORAGE_EMULATOR_HOST=gcs_url, GOOGLE_CLOUD_PROJECT="bench",
+                   LOOKALIKE_MODELS_URI=f"gs://{BUCKET}/models",
+                   LOOKALIKE_INDEX_URI=f"gs://{BUCKET}/index", LOOKALIKE_CACHE_DIR=cache)
+        spawned = time.time()
+        done = subprocess.run([sys.executable, "-m", "benchmarks.cold_start", "--child", mode,
+                               "--spawned", repr(spawned)], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"cold start child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(runs: int) -> None:
+    from benchmarks.machine import describe
+    from stack.emulators import start_fake_gcs
+
+    print(describe())
+    index_dir = synthetic_index_dir()
+    size = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file()) / 2**20
+    gcs = start_fake_gcs()
+    try:
+        fill_storage(gcs.url, index_dir)
+        results: dict[str, list[dict[str, float]]] = {"worker": [], "stages": []}
+        for _ in range(runs):
+            for mode in results:
+                results[mode].append(run_child(mode, gcs.url))
+    finally:
+        gcs.stop()
+    print(f"12,000 celebrities, {size:.0f} MiB of index files; {runs} runs per mode, each a "
+          "new process with an empty cache; medians")
+    stages = results["stages"]
+    print(f"{'stage':<22}{'median ms':>10}")
+    for stage in STAGES:
+        print(f"{stage:<22}{statistics.median(r[stage] for r in stages) * 1000:>10.0f}")
+    print(f"{'total (stages)':<22}{statistics.median(r['total'] for r in stages) * 1000:>10.0f}")
+    worker = results["worker"]
+    for label, key in (("interpreter", "interpreter"), ("imports", "imports"),
+                       ("AssetCache.get()", "models and index"), ("first match", "first match"),
+                       ("total", "total")):
+        median = statistics.median(r[key] for r in worker) * 1000
+        print(f"worker path: {label:<18}{median:>8.0f} ms")
+    each = ", ".join(f"{r['total'] * 1000:.0f}" for r in worker)
+    print(f"cold start to first answer ready (worker path), median: "
+          f"{statistics.median(r['total'] for r in worker) * 1000:.0f} ms (runs: {each})")
+    peak = [r["peak_rss_mib"] for r in worker + stages]
+    print(f"peak RSS after the first answer: median {statistics.median(peak):.0f} MiB, "
+          f"max {max(peak):.0f} MiB")
+    print(describe())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--child", choices=["worker", "stages"], help=argparse.SUPPRESS)
+    parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.spawned)))
+    else:
+        report(args.runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""What a benchmark ran on: CPU model, cores and load, printed above its figures so that
+numbers taken on a shared machine can be read for what they are."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def describe() -> str:
+    """One line: CPU model, usable cores and the 1/5/15-minute load averages."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"machine: {cpu_model()}, {cores} cores, load average {load}"
+
+
+def p99(values: Sequence[float]) -> float:
+    """The 99th percentile (the largest value when there are fewer than 100)."""
+    if len(values) < 100:
+        return max(values)
+    return statistics.quantiles(values, n=100)[98]
