@@ -33,11 +33,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from PIL import Image
+
+from stack.http_thread import ThreadedServer
 
 log = logging.getLogger("stack.bot_api")
 
@@ -122,14 +124,14 @@ class _Failure:
     description: str
 
 
-class BotApiServer:
+class BotApiServer(ThreadedServer):
     """The Bot API for one bot token, on a loopback port, served from a thread."""
 
+    name = "bot-api"
+
     def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.token = token
-        self.host = host
-        self.port = port
-        self.url = ""
         self.sent: list[SentMessage] = []
         self.calls: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {}
@@ -146,37 +148,13 @@ class BotApiServer:
         self._ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._lock = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.bot_id = int(token.split(":")[0]) if TOKEN_FORMAT.match(token) else 1
 
-    # -- lifecycle
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def start(self) -> BotApiServer:
-        server = _QuietServer((self.host, self.port), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self.port = server.server_address[1]
-        self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=server.serve_forever, name="bot-api",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> BotApiServer:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return super().start()
 
     # -- files users send
 
@@ -531,13 +509,6 @@ def _parse_body(content_type: str, body: bytes,
                 fields[name] = payload.decode("utf-8", "replace")
         params.update(_decode_json_values(fields))
     return params, files
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that died (a killed worker) resets its keep-alive connection: no error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:

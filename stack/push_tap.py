@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from stack.http_thread import ThreadedServer
 
 
 @dataclass(frozen=True)
@@ -37,34 +38,21 @@ class Delivery:
         return 200 <= self.status < 300
 
 
-class PushTap:
+class PushTap(ThreadedServer):
+    name = "push-tap"
+
     def __init__(self, target: str, timeout: float = 600.0) -> None:
+        super().__init__()
         self.target = target.rstrip("/")
         self.timeout = timeout
         self.deliveries: list[Delivery] = []
-        self.url = ""
         self._lock = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def start(self) -> PushTap:
-        server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, name="push-tap",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        return super().start()
 
     def forward(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         started = time.monotonic()
@@ -116,13 +104,6 @@ class PushTap:
                                        f"within {timeout:.0f} s")
                 self._lock.wait(remaining)
             return list(self.deliveries)
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # The emulator drops its keep-alive connections when it stops; that is no error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 def _handler_for(tap: PushTap) -> type[BaseHTTPRequestHandler]:
