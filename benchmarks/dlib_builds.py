@@ -66,7 +66,8 @@ def crop_resize(path: Path, size: tuple[int, int]) -> bytes:
 def check_photos() -> list[Path]:
     photos = sorted((REPO_ROOT / "demo" / "samples").glob("*.jpg"))
     if LABELLED.is_dir():
-        photos += sorted(p for p in LABELLED.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
+        photos += sorted(p for p in LABELLED.rglob("*")
+                         if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     return photos
 
 
