@@ -35,8 +35,9 @@ from typing import Any
 
 from shared.config import DEMO_GALLERY, REPO_ROOT, Settings
 from shared.index import POINTER_FILE, VERSIONS_DIR
+from shared.jobs import Job
 from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
-from stack.bot_api import BotApiServer
+from stack.bot_api import BotApiServer, SentMessage
 from stack.emulators import (
     Emulator,
     EmulatorUnavailable,
@@ -45,7 +46,7 @@ from stack.emulators import (
     start_pubsub,
     wait_http,
 )
-from stack.push_tap import PushTap
+from stack.push_tap import Delivery, PushTap
 
 FUNCTIONS_FRAMEWORK = Path(sys.executable).parent / "functions-framework"
 
@@ -134,6 +135,32 @@ class Stack:
         """The functions' output so far (for failure messages)."""
         return "\n".join(f"== {p.log.name}\n{p.log.read_text(errors='replace')[-6000:]}"
                          for p in (self.webhook, self.worker) if p.log.is_file())
+
+    def replies(self, chat_id: int) -> list[SentMessage]:
+        """What the bot has sent to one chat so far."""
+        return [m for m in self.bot_api.sent if m.chat_id == chat_id]
+
+    def wait_replies(self, chat_id: int, count: int = 1, timeout: float = 120.0,
+                     ) -> list[SentMessage]:
+        """At least `count` messages sent to the chat; AssertionError (with the functions'
+        logs) when they do not come within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.replies(chat_id)
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no reply in chat {chat_id} within {timeout:.0f} s\n"
+                             f"{self.logs()}")
+
+    def deliveries_for(self, update_id: int) -> list[Delivery]:
+        """Every push of the job for `update_id` that reached the worker."""
+        found = []
+        for delivery in self.tap.snapshot():
+            with contextlib.suppress(ValueError):
+                if Job.from_bytes(delivery.data).update_id == update_id:
+                    found.append(delivery)
+        return found
 
 
 def function_env(options: StackOptions, secret: str, gcs: str, pubsub: str,

@@ -27,7 +27,6 @@ from stack.send import deliver, document_update, photo_message_update, post_upda
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-REPLY_TIMEOUT = 120.0
 # Longer than the retry policy's minimum backoff: a job that was not acknowledged
 # would be delivered again within this time.
 SETTLE_SECONDS = 4.0
@@ -65,32 +64,6 @@ def held_out(labelled: dict[str, list[Path]], person: str) -> list[Path]:
     return [p for p in labelled[person] if p.stem not in used]
 
 
-def replies(stack: Stack, chat_id: int) -> list:
-    return [m for m in stack.bot_api.sent if m.chat_id == chat_id]
-
-
-def wait_replies(stack: Stack, chat_id: int, count: int = 1,
-                 timeout: float = REPLY_TIMEOUT) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = replies(stack, chat_id)
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no reply in chat {chat_id} within {timeout:.0f} s\n{stack.logs()}")
-
-
-def deliveries_for(stack: Stack, update_id: int) -> list[Delivery]:
-    found = []
-    for delivery in stack.tap.snapshot():
-        try:
-            if Job.from_bytes(delivery.data).update_id == update_id:
-                found.append(delivery)
-        except ValueError:
-            continue
-    return found
-
-
 def wait_acknowledged(stack: Stack, update_id: int, messages: int,
                       timeout: float = 60.0) -> list[Delivery]:
     """Wait until `messages` distinct Pub/Sub messages of the update were acknowledged.
@@ -98,12 +71,12 @@ def wait_acknowledged(stack: Stack, update_id: int, messages: int,
     redelivered later) until the first is done: that is the worker's dedupe at work."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = deliveries_for(stack, update_id)
+        found = stack.deliveries_for(update_id)
         if len({d.message_id for d in found if d.acknowledged}) >= messages:
             return found
         time.sleep(0.1)
     raise AssertionError(f"update {update_id}: not all of {messages} messages acknowledged "
-                         f"within {timeout:.0f} s: {deliveries_for(stack, update_id)}")
+                         f"within {timeout:.0f} s: {stack.deliveries_for(update_id)}")
 
 
 def first_name(reply_text: str) -> str:
@@ -118,7 +91,7 @@ def test_a_photo_gets_one_reply_naming_the_right_celebrity(stack, labelled):
     started = time.time()
     posted = deliver(stack, update)
     assert (posted.status, posted.body) == (200, "")
-    [reply] = wait_replies(stack, 1001)
+    [reply] = stack.wait_replies(1001)
     FIGURES["worker cold start (process start to first reply)"] = \
         f"{reply.time - stack.worker_started_at:.1f} s"
     FIGURES["first photo, webhook to reply (models and index loaded)"] = \
@@ -128,8 +101,8 @@ def test_a_photo_gets_one_reply_naming_the_right_celebrity(stack, labelled):
     assert reply.reply_to == update["message"]["message_id"]
 
     time.sleep(SETTLE_SECONDS)
-    assert len(replies(stack, 1001)) == 1
-    [delivery] = deliveries_for(stack, update["update_id"])
+    assert len(stack.replies(1001)) == 1
+    [delivery] = stack.deliveries_for(update["update_id"])
     assert delivery.acknowledged and delivery.attempt == 1
 
 
@@ -145,7 +118,7 @@ def test_warm_latency_per_photo(stack, labelled):
                                                      chat_id=chat))
         assert posted.status == 200
         webhook_ms.append(posted.seconds * 1000)
-        [reply] = wait_replies(stack, chat)
+        [reply] = stack.wait_replies(chat)
         seconds.append(reply.time - started)
         assert first_name(reply.body) == expected[photo.parent.name], photo
     FIGURES["warm photo, webhook to reply"] = (
@@ -163,7 +136,7 @@ def test_the_same_update_three_times_gets_one_reply(stack, labelled):
         assert deliver(stack, update).status == 200
     deliveries = wait_acknowledged(stack, update["update_id"], 3)
     time.sleep(SETTLE_SECONDS)
-    assert len(replies(stack, 3001)) == 1
+    assert len(stack.replies(3001)) == 1
     assert stack.dead_letters() == []
     FIGURES["one update posted 3 times"] = (
         f"{len(deliveries)} push deliveries until all 3 messages were acknowledged, 1 reply")
@@ -181,7 +154,7 @@ def test_a_job_delivered_twice_gets_one_reply(stack, labelled):
         stack.publish(job.to_bytes(), update_id=str(job.update_id))
     wait_acknowledged(stack, job.update_id, 2)
     time.sleep(SETTLE_SECONDS)
-    assert len(replies(stack, 3002)) == 1
+    assert len(stack.replies(3002)) == 1
 
 
 def drain_audit(stack: Stack) -> list[bytes]:
@@ -212,10 +185,10 @@ def test_a_forged_or_missing_secret_is_refused_and_nothing_is_published(stack, l
     # A genuine update published after them is the first thing on the topic.
     genuine = photo_message_update(stack.bot_api, photo.read_bytes(), chat_id=4002)
     assert deliver(stack, genuine).status == 200
-    wait_replies(stack, 4002)
+    stack.wait_replies(4002)
     published = [Job.from_bytes(data) for data in drain_audit(stack)]
     assert [job.chat_id for job in published] == [4002]
-    assert replies(stack, 4001) == []
+    assert stack.replies(4001) == []
 
 
 def test_commands_are_answered_through_the_response_body(stack):
@@ -223,8 +196,8 @@ def test_commands_are_answered_through_the_response_body(stack):
 
     deliver(stack, text_update("/help", chat_id=5001, language_code="ru"))
     deliver(stack, text_update("hello", chat_id=5002))
-    [help_reply] = wait_replies(stack, 5001, timeout=10)
-    [hint] = wait_replies(stack, 5002, timeout=10)
+    [help_reply] = stack.wait_replies(5001, timeout=10)
+    [hint] = stack.wait_replies(5002, timeout=10)
     assert "/lookalike" in help_reply.body and "фото" in help_reply.body
     assert "photo" in hint.body
 
@@ -259,16 +232,16 @@ def test_every_hard_file_gets_a_clear_answer_and_is_acknowledged(stack, faces_di
         posted = deliver(stack, update)
         assert posted.status == 200, (name, posted)
         updates.append(update)
-        [reply] = wait_replies(stack, chat, timeout=60)
+        [reply] = stack.wait_replies(chat, timeout=60)
         assert reply.body.strip(), name
         answers[name] = reply.body.splitlines()[0]
     elapsed = time.monotonic() - started
 
     time.sleep(SETTLE_SECONDS)
-    deliveries = [d for update in updates for d in deliveries_for(stack, update["update_id"])]
+    deliveries = [d for update in updates for d in stack.deliveries_for(update["update_id"])]
     assert [d for d in deliveries if not d.acknowledged or d.attempt > 1] == []
     assert len(deliveries) == len(files)
-    assert [len(replies(stack, 6000 + n)) for n in range(len(files))] == [1] * len(files)
+    assert [len(stack.replies(6000 + n)) for n in range(len(files))] == [1] * len(files)
     assert stack.dead_letters() == []
     for name in ("broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg",
                  "noface_dog.jpg", "noface_white.png as a file"):

@@ -41,7 +41,6 @@ from stack.emulators import (
     start_pubsub,
     wait_http,
 )
-from stack.push_tap import Delivery
 from stack.run import (
     Stack,
     StackOptions,
@@ -100,30 +99,6 @@ def small_photo(seed: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-def replies(stack: Stack, chat_id: int) -> list:
-    return [m for m in stack.bot_api.sent if m.chat_id == chat_id]
-
-
-def wait_replies(stack: Stack, chat_id: int, count: int = 1,
-                 timeout: float = REPLY_TIMEOUT) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = replies(stack, chat_id)
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no reply in chat {chat_id} within {timeout:.0f} s\n{stack.logs()}")
-
-
-def deliveries_for(stack: Stack, update_id: int) -> list[Delivery]:
-    found = []
-    for delivery in stack.tap.snapshot():
-        with contextlib.suppress(ValueError):
-            if Job.from_bytes(delivery.data).update_id == update_id:
-                found.append(delivery)
-    return found
 
 
 def job_of(update: dict) -> Job:
@@ -192,12 +167,12 @@ def test_a_burst_of_photo_updates_is_answered_exactly_once_each(stack: Stack):
         time.sleep(0.5)
     answered_in = time.monotonic() - started
     time.sleep(SETTLE_SECONDS)
-    counts = {chat: len(replies(stack, chat)) for chat in chats}
+    counts = {chat: len(stack.replies(chat)) for chat in chats}
     lost = sum(1 for c in counts.values() if c == 0)
     duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    latency = [replies(stack, chat)[0].time - posted_at[chat] for chat in chats
+    latency = [stack.replies(chat)[0].time - posted_at[chat] for chat in chats
                if counts[chat]]
-    deliveries = [d for u in updates for d in deliveries_for(stack, u["update_id"])]
+    deliveries = [d for u in updates for d in stack.deliveries_for(u["update_id"])]
     record("load", updates=LOAD_UPDATES, lost=lost, duplicate_replies=duplicates,
            webhook_accepted_per_s=round(LOAD_UPDATES / accepted, 1),
            webhook_ms_p50=round(percentile(webhook_seconds, 0.5) * 1000),
@@ -220,9 +195,9 @@ def test_the_same_update_delivered_three_times_gets_one_reply(stack: Stack, labe
     with ThreadPoolExecutor(3) as pool:
         statuses = [p.status for p in pool.map(lambda _: deliver(stack, update), range(3))]
     assert statuses == [200, 200, 200]
-    wait_replies(stack, chat)
+    stack.wait_replies(chat)
     time.sleep(SETTLE_SECONDS + LEASE_SECONDS)
-    assert len(replies(stack, chat)) == 1
+    assert len(stack.replies(chat)) == 1
     FAULTS["duplicate updates"] = FAULTS.get("duplicate updates", 0) + 2
 
 
@@ -247,12 +222,12 @@ def test_a_worker_killed_after_the_download_is_redelivered_and_answered_once(sta
         assert killed.wait(REPLY_TIMEOUT), stack.logs()
     finally:
         stack.bot_api.on_download = None
-    assert replies(stack, chat) == []
+    assert stack.replies(chat) == []
     stack.restart_worker()
-    wait_replies(stack, chat)
+    stack.wait_replies(chat)
     time.sleep(SETTLE_SECONDS)
-    assert len(replies(stack, chat)) == 1
-    attempts = deliveries_for(stack, update["update_id"])
+    assert len(stack.replies(chat)) == 1
+    attempts = stack.deliveries_for(update["update_id"])
     assert len(attempts) >= 2 and attempts[-1].acknowledged
     FAULTS["worker killed mid-job"] = FAULTS.get("worker killed mid-job", 0) + 1
     record("worker killed mid-job", push_deliveries=len(attempts),
@@ -282,13 +257,13 @@ def test_two_workers_receiving_the_same_job_at_once_answer_once(stack: Stack, la
 
         with ThreadPoolExecutor(2) as pool:
             first = list(pool.map(race, (stack.worker_url, other.url)))
-        wait_replies(stack, chat)
+        stack.wait_replies(chat)
         # What Pub/Sub does with a refused push: delivers it again, to either instance.
         later = [push(url, stack, body)[0] for url in (stack.worker_url, other.url)]
     finally:
         other.stop()
     time.sleep(1)
-    assert len(replies(stack, chat)) == 1
+    assert len(stack.replies(chat)) == 1
     # One answers (200); the other finds the claim taken (500: redelivered later) or,
     # if it came after the answer, the update done (200).
     assert sorted(status for status, _ in first)[0] == 200
@@ -334,9 +309,9 @@ def test_pubsub_down_answers_5xx_and_telegrams_retry_succeeds(stack: Stack, labe
             break
         time.sleep(min(2 ** retries, 10))
     assert statuses[-1] == 200, statuses
-    wait_replies(stack, chat)
+    stack.wait_replies(chat)
     time.sleep(SETTLE_SECONDS)
-    assert len(replies(stack, chat)) == 1
+    assert len(stack.replies(chat)) == 1
     FAULTS["Pub/Sub emulator stopped"] = 1
     record("pubsub down", first_status=down.status, first_answer_s=round(down.seconds, 2),
            retries_until_accepted=retries, statuses=statuses, replies=1)
@@ -366,9 +341,9 @@ def test_storage_down_at_cold_start_fails_fast_then_answers_once(stack: Stack, l
         status, _ = push(cold.url, stack, body)  # Pub/Sub's redelivery
         statuses.append(status)
         assert status == 200
-        wait_replies(stack, chat, timeout=10)
+        stack.wait_replies(chat, timeout=10)
         statuses.append(push(cold.url, stack, body)[0])  # one more redelivery: skipped
-        assert statuses[-1] == 200 and len(replies(stack, chat)) == 1
+        assert statuses[-1] == 200 and len(stack.replies(chat)) == 1
     finally:
         cold.stop()
         if gcs is not None:
@@ -411,13 +386,13 @@ def test_a_poison_job_ends_in_the_dead_letter_topic(stack: Stack, labelled):
                                    ack_ids=[m.ack_id for m in response.received_messages])
         dead_letters += [m.message.data for m in response.received_messages]
         time.sleep(1)
-    attempts = len(deliveries_for(stack, job.update_id))
+    attempts = len(stack.deliveries_for(job.update_id))
     time.sleep(SETTLE_SECONDS)
     assert [Job.from_bytes(d).update_id for d in dead_letters] == [job.update_id], (
         attempts, stack.logs())
-    assert len(deliveries_for(stack, job.update_id)) == attempts  # no more deliveries
+    assert len(stack.deliveries_for(job.update_id)) == attempts  # no more deliveries
     assert 5 <= attempts <= 6  # the emulator may count the first delivery apart
-    assert replies(stack, chat) == []
+    assert stack.replies(chat) == []
     FAULTS["Bot API 500 on every delivery (poison)"] = attempts
     record("poison job", push_deliveries=attempts, dead_lettered=len(dead_letters))
 
@@ -430,7 +405,7 @@ def test_a_job_too_old_is_dropped_with_a_log_line(stack: Stack, labelled):
     stack.publish(old.to_bytes(), update_id=str(old.update_id))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        done = [d for d in deliveries_for(stack, old.update_id) if d.acknowledged]
+        done = [d for d in stack.deliveries_for(old.update_id) if d.acknowledged]
         if done:
             break
         time.sleep(0.2)
@@ -439,7 +414,7 @@ def test_a_job_too_old_is_dropped_with_a_log_line(stack: Stack, labelled):
     dropped = [json.loads(line) for line in log.splitlines()
                if line.startswith("{") and "job dropped" in line]
     assert any(entry.get("job") == old.key for entry in dropped), log[-3000:]
-    assert replies(stack, chat) == []
+    assert stack.replies(chat) == []
 
 
 # -- 6. privacy (last: it searches what all the tests above left behind) -------------
