@@ -7,7 +7,7 @@
 #   PYTHON=/path/to/python3.12 packaging/build_dlib_wheel.sh
 #
 # Why: the dlib-bin wheel has SIMD but no BLAS, so the ResNet descriptor runs on dlib's
-# fallback matrix multiply (~5x slower); see docs/performance.md. The wheel is repaired
+# fallback matrix multiply (3x slower here); see docs/performance.md. The wheel is repaired
 # with auditwheel so that OpenBLAS (and libgfortran) ship inside it and `import dlib`
 # works on a machine without them. A second run with the same key prints the cached
 # wheel without compiling. Build logs go to stderr; stdout is only the wheel path.
