@@ -34,11 +34,12 @@ from index_builder.engines import EngineChoice, run_step
 from index_builder.photos import list_photos
 from index_builder.publish import DEFAULT_KEEP, IO_THREADS, SwitchResult, publish
 from index_builder.quality import QualityFilter
-from shared.index import Celebrity, CelebrityIndex
+from shared.index import DEFAULT_HNSW, Celebrity, CelebrityIndex
 from shared.storage import Store, open_store
 
-# Chosen with benchmarks/hnsw_params.py on 12,000 synthetic celebrities (docs/index_builder.md).
-HNSW_PARAMS = {"space": "l2", "M": 32, "efConstruction": 200, "efSearch": 200}
+# Chosen with benchmarks/hnsw_params.py and benchmarks/index_query.py on 12,000 synthetic
+# celebrities (docs/index_builder.md, docs/performance.md); defined in shared/index.py.
+HNSW_PARAMS = DEFAULT_HNSW
 REPORT_FILE = "report.json"
 
 

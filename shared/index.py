@@ -37,7 +37,11 @@ from shared.similarity import DistanceStats, distance_stats, similarity
 POINTER_FILE = "current.json"
 VERSIONS_DIR = "versions"
 DESCRIPTOR_SIZE = 128
-DEFAULT_HNSW = {"space": "l2", "M": 16, "efConstruction": 200, "efSearch": 100}
+# The one source of the HNSW settings (the index builder uses them too). M and
+# efConstruction from benchmarks/hnsw_params.py (docs/index_builder.md); efSearch 100 from
+# benchmarks/index_query.py (docs/performance.md): recall@1 0.995-0.998 at half the time
+# of 200.
+DEFAULT_HNSW = {"space": "l2", "M": 32, "efConstruction": 200, "efSearch": 100}
 # Stranger distances of dlib's ResNet model, used when a gallery is too small to measure
 # its own (fewer than two celebrities).
 TYPICAL_STRANGER_DISTANCES = DistanceStats(mean=0.90, std=0.09, pairs=0)
