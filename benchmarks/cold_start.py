@@ -15,7 +15,8 @@ new empty LOOKALIKE_CACHE_DIR, as a new instance has an empty /tmp. Two modes al
 Both report the process's peak RSS (ru_maxrss at the end). The index is synthetic
 (benchmarks.hnsw_params), built once with the index builder's HNSW settings and kept
 under `${XDG_CACHE_HOME:-~/.cache}/lookalike-bench/`; its files are as large as a real
-12k index's. The photo is demo/samples/Barack_Obama_fr_obama2.jpg.
+12k index's data files, without the celebrities' photos unless `--photos N` adds them.
+The photo matched is demo/samples/Barack_Obama_fr_obama2.jpg.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path  # noqa: E402
 
 BUCKET = "bench-cold-start"
 PHOTO = "demo/samples/Barack_Obama_fr_obama2.jpg"
+GALLERY_PICTURE = Path(__file__).resolve().parent.parent / "demo/gallery/photos/Joe_Biden.jpg"
 CELEBRITIES = 12_000
 STAGES = ["interpreter", "imports", "model download", "model hash check", "dlib model load",
           "index download", "index load", "first match"]
@@ -110,7 +112,9 @@ def synthetic_index_dir() -> Path:
     return directory
 
 
-def fill_storage(gcs_url: str, index_dir: Path) -> None:
+def fill_storage(gcs_url: str, index_dir: Path, photos: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -126,6 +130,12 @@ def fill_storage(gcs_url: str, index_dir: Path) -> None:
         if path.is_file():
             key = path.relative_to(index_dir).as_posix()
             bucket.blob(f"index/{VERSIONS_DIR}/v1/{key}").upload_from_filename(str(path))
+    # A published index holds a picture per celebrity (about 20 KB each), all fetched
+    # with the version; `--photos N` puts N of them beside the synthetic index.
+    picture = (GALLERY_PICTURE.read_bytes() * 2)[:20_000]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: bucket.blob(f"index/{VERSIONS_DIR}/v1/photos/c{i:05d}.jpg")
+                      .upload_from_string(picture), range(photos)))
     bucket.blob(f"index/{POINTER_FILE}").upload_from_string(json.dumps({"version": "v1"}))
 
 
@@ -146,7 +156,7 @@ def run_child(mode: str, gcs_url: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(runs: int) -> None:
+def report(runs: int, photos: int) -> None:
     from benchmarks.machine import describe
     from stack.emulators import start_fake_gcs
 
@@ -155,15 +165,15 @@ def report(runs: int) -> None:
     size = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file()) / 2**20
     gcs = start_fake_gcs()
     try:
-        fill_storage(gcs.url, index_dir)
+        fill_storage(gcs.url, index_dir, photos)
         results: dict[str, list[dict[str, float]]] = {"worker": [], "stages": []}
         for _ in range(runs):
             for mode in results:
                 results[mode].append(run_child(mode, gcs.url))
     finally:
         gcs.stop()
-    print(f"12,000 celebrities, {size:.0f} MiB of index files; {runs} runs per mode, each a "
-          "new process with an empty cache; medians")
+    print(f"12,000 celebrities, {size:.0f} MiB of index files and {photos} photos; {runs} "
+          "runs per mode, each a new process with an empty cache; medians")
     stages = results["stages"]
     print(f"{'stage':<22}{'median ms':>10}")
     for stage in STAGES:
@@ -188,13 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--photos", type=int, default=0,
+                        help="celebrity photos (20 KB each) in the index version")
     parser.add_argument("--child", choices=["worker", "stages"], help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.spawned)))
     else:
-        report(args.runs)
+        report(args.runs, args.photos)
 
 
 if __name__ == "__main__":

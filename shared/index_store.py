@@ -15,11 +15,15 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from shared.index import POINTER_FILE, VERSIONS_DIR, resolve_index_dir
 from shared.manifest import MANIFEST_FILE, IndexMismatch
 from shared.storage import NotFound, Store, open_store
+
+# Downloads are latency-bound and a version holds a photo per celebrity: many at once.
+DOWNLOAD_THREADS = 16
 
 
 def is_remote(uri: str | Path) -> bool:
@@ -71,8 +75,8 @@ def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
     partial = cache_dir / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        for key in keys:
-            store.download(key, partial / key[len(prefix):])
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # re-raises the first failure
+            list(pool.map(lambda key: store.download(key, partial / key[len(prefix):]), keys))
         cache_dir.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(partial, target)
