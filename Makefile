@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-bot stack test lint gallery clean
+.PHONY: demo demo-bot stack test lint gallery bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(STAMP)
 
 gallery: $(STAMP)
 	$(PY) demo/build_gallery.py
+
+# Every benchmark of docs/performance.md; BENCH_ARGS=--million adds the 1M-entry index.
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output*.png demo-bot-reply.jpg

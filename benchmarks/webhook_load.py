@@ -12,7 +12,9 @@ For each gunicorn thread count (functions-framework reads THREADS; its default i
 
 first with one connection (latency of a lone update: median and p99), then with
 `--connections` connections for `--duration` seconds (sustained updates/s and its
-latency percentiles). Answers that are not 2xx and socket errors are counted.
+latency percentiles). Answers that are not 2xx and socket errors are counted, and the
+CPU time the webhook's processes used per update (what bounds one instance's rate
+once wrk and the emulator are elsewhere: 1000 / ms per update per vCPU).
 
 wrk comes from Debian (`apt-get install wrk`); as root the benchmark installs it when
 it is missing. wrk, the emulator and the webhook share this machine's cores, so the
@@ -123,20 +125,36 @@ def webhook_process(env: dict[str, str], log_dir: Path, threads: int) -> Iterato
         webhook.stop()
 
 
-def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: float) -> dict:
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes in a process group (the webhook's
+    gunicorn arbiter and its worker)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # fields[0] is the state; pgrp is the third
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: float,
+            pgid: int) -> dict:
+    cpu_before = group_cpu_seconds(pgid)
     done = subprocess.run([wrk, "-t", str(min(2, connections)), "-c", str(connections),
                            "-d", f"{seconds:g}s", "--timeout", "5s", "-s", str(script), url],
                           capture_output=True, text=True, check=True, timeout=seconds + 60)
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
     result["rate"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["cpu_ms"] = (group_cpu_seconds(pgid) - cpu_before) * 1000 / max(1, result["requests"])
     return result
 
 
 def print_row(threads: int, kind: str, connections: int, result: dict) -> None:
     print(f"| {threads} | {kind} | {connections} | {result['requests']} | {result['rate']:.0f} "
           f"| {result['p50_us'] / 1000:.1f} | {result['p90_us'] / 1000:.1f} "
-          f"| {result['p99_us'] / 1000:.1f} | {result['non200'] + result['socket_errors']} |",
+          f"| {result['p99_us'] / 1000:.1f} | {result['cpu_ms']:.2f} "
+          f"| {result['non200'] + result['socket_errors']} |",
           flush=True)
 
 
@@ -163,15 +181,17 @@ def main(argv: list[str] | None = None) -> None:
             env = function_env(options, secret, "http://127.0.0.1:9", pubsub.host,
                                "http://127.0.0.1:9", workdir / "cache")
             print("| gunicorn threads | update | connections | requests | updates/s "
-                  "| p50 ms | p90 ms | p99 ms | not 200 |")
-            print("|---|---|---|---|---|---|---|---|---|")
+                  "| p50 ms | p90 ms | p99 ms | webhook CPU ms/update | not 2xx |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for threads in args.threads:
                 with webhook_process(env, workdir, threads) as webhook:
                     for kind, script in scripts.items():
-                        run_wrk(wrk, webhook.url, script, 1, 2)  # warm up: clients, imports
+                        pgid = webhook.process.pid  # it leads its own process group
+                        run_wrk(wrk, webhook.url, script, 1, 2, pgid)  # warm up: imports
                         for connections, seconds in ((1, min(5.0, args.duration)),
                                                      (args.connections, args.duration)):
-                            result = run_wrk(wrk, webhook.url, script, connections, seconds)
+                            result = run_wrk(wrk, webhook.url, script, connections, seconds,
+                                             pgid)
                             print_row(threads, kind, connections, result)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
