@@ -144,7 +144,8 @@ def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], 
         return {"status": REJECTED, "reason": UNREADABLE}, None
     scan = find_faces(image, photo_models(options.jitters), jitters=options.jitters,
                       min_face_px=options.min_face_px,
-                      min_face_fraction=options.min_face_fraction)
+                      min_face_fraction=options.min_face_fraction,
+                      coarse_face_fraction=None)  # every face, so the filter sees crowds
     face, reason = choose_face(scan.faces, options.rule)
     if face is None:
         return {"status": REJECTED, "reason": reason}, None

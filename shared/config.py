@@ -25,6 +25,9 @@ class Settings:
     # detection scale.
     min_face_px: int = 40
     min_face_fraction: float = 1 / 16
+    # A first, cheaper pass looks for faces of at least this share of the longest side;
+    # 0 turns it off (see shared/faces.py).
+    coarse_face_fraction: float = 1 / 8
     # dlib detector score threshold (0 is dlib's default).
     detect_threshold: float = 0.0
     # Celebrities listed per face.

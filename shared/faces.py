@@ -3,8 +3,12 @@
 dlib's HOG frontal detector scans an 80-pixel window, so it sees faces of 80 px at
 upsample 0 and of 40 px at upsample 1. Instead of always upsampling the full image
 (slow on large photos), the image is scaled so that the smallest face worth finding,
-`max(min_face_px, min_face_fraction × longest side)`, becomes 80 px. Landmarks and
-descriptors are then computed on the full-resolution image. When nothing is found the
+`max(min_face_px, min_face_fraction × longest side)`, becomes 80 px. Most photos sent
+to the bot hold one or a few large faces, so a coarse pass looks first for faces of at
+least `coarse_face_fraction` of the photo on a much smaller copy; the fine pass runs only
+when the coarse one finds nothing, or a face near its limit (a sign of smaller faces
+around it, as in group photos). Landmarks and descriptors are then computed on the
+full-resolution image. When nothing is found the
 image is tried at 90°, 180° and 270°, since phones often drop the EXIF orientation.
 """
 
@@ -19,6 +23,9 @@ from PIL import Image
 from shared.models import FaceModels, load_models
 
 DETECTOR_WINDOW_PX = 80
+# A coarse pass's faces are trusted alone when all are at least this many times its
+# smallest face size; measured on ../shared/faces, 1.5 keeps every face of the fine pass.
+COARSE_MARGIN = 1.5
 ROTATIONS = (0, 90, 180, 270)  # degrees counter-clockwise, tried in this order
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (right and bottom exclusive)
@@ -106,6 +113,25 @@ def detect_faces(models: FaceModels, image: np.ndarray, plan: DetectionPlan,
     return found
 
 
+def locate_faces(models: FaceModels, image: np.ndarray, *, min_face_px: int = 40,
+                 min_face_fraction: float = 1 / 16, coarse_face_fraction: float | None = 1 / 8,
+                 threshold: float = 0.0) -> list[tuple[Box, float]]:
+    """Face boxes with detector scores, coarse pass first (see the module's docstring).
+
+    `coarse_face_fraction=None` runs the fine pass alone, as the index builder does.
+    """
+    height, width = image.shape[:2]
+    fine = detection_plan(height, width, min_face_px, min_face_fraction)
+    if coarse_face_fraction:
+        coarse = detection_plan(height, width, min_face_px, coarse_face_fraction)
+        if coarse != fine:
+            found = detect_faces(models, image, coarse, threshold)
+            limit = COARSE_MARGIN * max(min_face_px, coarse_face_fraction * max(height, width))
+            if found and min(box[2] - box[0] for box, _ in found) >= limit:
+                return found
+    return detect_faces(models, image, fine, threshold)
+
+
 def describe_face(models: FaceModels, image: np.ndarray, box: Box, score: float = 0.0,
                   jitters: int = 0) -> Face:
     """Landmarks, quality and the 128-d descriptor of the face in `box`."""
@@ -143,7 +169,8 @@ def face_quality(box: Box, points: tuple[tuple[float, float], ...], score: float
 
 def find_faces(image: np.ndarray, models: FaceModels | None = None, *, jitters: int = 0,
                min_face_px: int = 40, min_face_fraction: float = 1 / 16,
-               threshold: float = 0.0, try_rotations: bool = True) -> FaceScan:
+               coarse_face_fraction: float | None = 1 / 8, threshold: float = 0.0,
+               try_rotations: bool = True) -> FaceScan:
     """Every face in an RGB uint8 image, largest first, with descriptors.
 
     When the upright image has no face and `try_rotations` is set, the image turned by
@@ -153,9 +180,9 @@ def find_faces(image: np.ndarray, models: FaceModels | None = None, *, jitters: 
     rotations = ROTATIONS if try_rotations else (0,)
     for rotation in rotations:
         turned = image if rotation == 0 else np.ascontiguousarray(np.rot90(image, rotation // 90))
-        plan = detection_plan(*turned.shape[:2], min_face_px=min_face_px,
-                              min_face_fraction=min_face_fraction)
-        found = detect_faces(models, turned, plan, threshold)
+        found = locate_faces(models, turned, min_face_px=min_face_px,
+                             min_face_fraction=min_face_fraction,
+                             coarse_face_fraction=coarse_face_fraction, threshold=threshold)
         if found:
             faces = [describe_face(models, turned, box, score, jitters) for box, score in found]
             faces.sort(key=lambda f: f.quality.width * f.quality.height, reverse=True)

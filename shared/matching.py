@@ -40,6 +40,7 @@ def match_photo(data: bytes, index: CelebrityIndex, models: FaceModels | None = 
     image = decode_image(data, settings.max_image_pixels)
     scan = find_faces(image, models, min_face_px=settings.min_face_px,
                       min_face_fraction=settings.min_face_fraction,
+                      coarse_face_fraction=settings.coarse_face_fraction or None,
                       threshold=settings.detect_threshold)
     return match_scan(scan, index, settings.top_k, settings.similarity_floor)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shared.faces import DetectionPlan, detection_plan, face_quality, find_faces
+from shared.faces import DetectionPlan, detection_plan, face_quality, find_faces, locate_faces
 from shared.images import ImageError, decode_image
 
 
@@ -81,3 +81,31 @@ def test_broken_files_raise_typed_errors(faces_dir):
     for name in ("broken_empty.jpg", "broken_not_an_image.jpg", "broken_truncated.jpg"):
         with pytest.raises(ImageError):
             decode_image((faces_dir / "hard" / name).read_bytes())
+
+
+def test_coarse_pass_loses_no_face_of_the_fine_pass(faces_dir, models):
+    # On every readable photo of ../shared/faces: each face the fine pass alone finds is
+    # also found coarse-to-fine (same place), and the coarse pass alone decides most photos.
+    coarse_only = 0
+    photos = [p for p in sorted(faces_dir.rglob("*"))
+              if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".gif")]
+    for photo in photos:
+        try:
+            image = decode_image(photo.read_bytes())
+        except ImageError:
+            continue
+        fine = locate_faces(models, image, coarse_face_fraction=None)
+        both = locate_faces(models, image)
+        for box, _ in fine:
+            assert any(_overlap(box, other) > 0.5 for other, _ in both), (photo, box)
+        coarse_only += both != fine  # boxes from the coarse scale differ from the fine ones
+    assert coarse_only > len(photos) // 2
+
+
+def _overlap(a, b) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
