@@ -96,12 +96,13 @@ def bench_catalogue(celebrities: int, queries: int, intrinsic: int, ms: list[int
                 print_row(m, construction, built, ef, measure_row(index, probes, exact, ef))
 
 
-def million_index(celebrities: int, queries: int, m: int, construction: int,
+def million_index(celebrities: int, queries: int, intrinsic: int, m: int, construction: int,
                   threads: int) -> tuple[CelebrityIndex, np.ndarray, np.ndarray, float]:
     """The cached 1M index (built on first use), its queries, their exact neighbours and
     the build seconds (of the run that built it)."""
-    directory = cache_root() / f"million-c{celebrities}-M{m}-efc{construction}-seed0"
-    descriptors, entries, probes, _ = synthetic_gallery(celebrities, queries)
+    shape = "" if intrinsic == 128 else f"-d{intrinsic}"
+    directory = cache_root() / f"million-c{celebrities}{shape}-M{m}-efc{construction}-seed0"
+    descriptors, entries, probes, _ = synthetic_gallery(celebrities, queries, intrinsic)
     exact_file = directory / f"exact-q{queries}.npy"
     built_file = directory / "build-seconds.txt"
     if (directory / "manifest.json").is_file():
@@ -125,11 +126,12 @@ def million_index(celebrities: int, queries: int, m: int, construction: int,
     return index, probes, exact, float(built_file.read_text())
 
 
-def bench_million(celebrities: int, queries: int, m: int, construction: int,
+def bench_million(celebrities: int, queries: int, intrinsic: int, m: int, construction: int,
                   searches: list[int], threads: int) -> None:
-    index, probes, exact, built = million_index(celebrities, queries, m, construction, threads)
-    print_header(f"{len(index):,} entries of {celebrities:,} celebrities (128 intrinsic "
-                 f"dimensions), {queries} queries, one at a time")
+    index, probes, exact, built = million_index(celebrities, queries, intrinsic, m,
+                                                construction, threads)
+    print_header(f"{len(index):,} entries of {celebrities:,} celebrities ({intrinsic} "
+                 f"intrinsic dimensions), {queries} queries, one at a time")
     for ef in searches:
         print_row(m, construction, built, ef, measure_row(index, probes, exact, ef))
 
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         bench_catalogue(args.celebrities, args.queries, args.intrinsic, args.m,
                         args.ef_construction, args.ef_search, args.threads)
     if args.million:
-        bench_million(args.million_celebrities, args.queries, args.million_m,
+        bench_million(args.million_celebrities, args.queries, args.intrinsic, args.million_m,
                       args.million_ef_construction, args.million_ef_search, args.threads)
     print(describe())
 
