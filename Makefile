@@ -45,7 +45,7 @@ gallery: $(STAMP)
 	$(PY) demo/build_gallery.py
 
 # Every benchmark of docs/performance.md; BENCH_ARGS=--million adds the 1M-entry index.
-bench: $(STAMP)
+bench: $(DLIB_FAST)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
