@@ -36,7 +36,7 @@ def test_max_abs_difference_compares_faces_and_counts_other_face_counts() -> Non
 
 
 def test_a_worker_times_every_stage_of_both_sizes_with_this_dlib(faces_dir: Path) -> None:
-    assert DEFAULT_PHOTO.is_relative_to(faces_dir.resolve()), DEFAULT_PHOTO
+    assert DEFAULT_PHOTO.resolve().is_relative_to(faces_dir.resolve()), DEFAULT_PHOTO
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp)
         for width, height in SIZES:
