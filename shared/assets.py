@@ -22,7 +22,7 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.index import CelebrityIndex
-from shared.index_store import current_version, fetch_index, is_remote, prune_cache
+from shared.index_store import current_version, fetch_current, is_remote, prune_cache
 from shared.manifest import IndexMismatch
 from shared.models import (
     DESCRIPTOR_FILE,
@@ -94,8 +94,7 @@ class AssetCache:
         started = time.perf_counter()
 
         def fetch_and_load_index() -> tuple[str | None, CelebrityIndex, float]:
-            version = current_version(self.settings.index_uri)
-            index = self._load_index()
+            version, index = self._load_index()
             return version, index, (time.perf_counter() - started) * 1000
 
         # The index downloads and loads in a second thread while the models do here:
@@ -104,7 +103,7 @@ class AssetCache:
             indexed = pool.submit(fetch_and_load_index)
             if self.settings.models_uri:
                 files = fetch_models(self.settings.models_uri, self.models_cache)
-                models = load_models(files)
+                models = load_models(files, verify=False)  # fetch_models checked them
             else:
                 models = load_models()
             models_ms = (time.perf_counter() - started) * 1000
@@ -116,8 +115,9 @@ class AssetCache:
             "celebrities": len(index.celebrities)}})
         return Assets(models, index, version)
 
-    def _load_index(self) -> CelebrityIndex:
-        return CelebrityIndex.load(fetch_index(self.settings.index_uri, self.index_cache))
+    def _load_index(self) -> tuple[str | None, CelebrityIndex]:
+        version, directory = fetch_current(self.settings.index_uri, self.index_cache)
+        return version, CelebrityIndex.load(directory)
 
     def _refresh(self) -> None:
         assert self._assets is not None
@@ -126,7 +126,7 @@ class AssetCache:
             if version is None or version == self._assets.index_version:
                 return
             started = time.perf_counter()
-            index = self._load_index()
+            version, index = self._load_index()
         except (StoreError, IndexMismatch, OSError) as exc:
             log.warning("index refresh failed; keeping version %s: %s",
                         self._assets.index_version, exc)

@@ -51,7 +51,13 @@ def current_version(uri: str | Path) -> str | None:
 
 
 def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
-    """A local directory holding the current index version of `uri`.
+    """A local directory holding the current index version of `uri` (see `fetch_current`)."""
+    return fetch_current(uri, cache_dir)[1]
+
+
+def fetch_current(uri: str | Path, cache_dir: str | Path) -> tuple[str | None, Path]:
+    """The version the pointer at `uri` names (None without a pointer) and a local
+    directory holding it, from one read of the pointer.
 
     Local URIs are used in place. For `gs://` URIs the version's files are downloaded
     into `cache_dir/<version>/` once; later calls for the same version cost one read of
@@ -59,7 +65,8 @@ def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
     retrying) and `IndexMismatch` when there is no index at `uri`.
     """
     if not is_remote(uri):
-        return resolve_index_dir(uri)
+        directory = resolve_index_dir(uri)
+        return (directory.name if directory != Path(uri) else None), directory
     store = open_store(uri)
     version = read_pointer(store)
     prefix = f"{VERSIONS_DIR}/{version}/" if version else ""
@@ -67,7 +74,7 @@ def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
     cache_dir = Path(cache_dir)
     target = cache_dir / name
     if (target / MANIFEST_FILE).is_file():
-        return target
+        return version, target
     keys = [k for k in store.list(prefix) if not (version is None and k.startswith(
         (VERSIONS_DIR + "/", POINTER_FILE)))]
     if not any(k == prefix + MANIFEST_FILE for k in keys):
@@ -85,7 +92,7 @@ def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
                 raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return target
+    return version, target
 
 
 def prune_cache(cache_dir: str | Path, keep: Path) -> None:
