@@ -147,7 +147,6 @@ class BotApiServer(ThreadedServer):
         self._downloads = 0
         self._ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
-        self._lock = threading.Condition()
         self.bot_id = int(token.split(":")[0]) if TOKEN_FORMAT.match(token) else 1
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -236,15 +235,7 @@ class BotApiServer(ThreadedServer):
 
     def wait_for_sent(self, count: int, timeout: float = 30.0) -> list[SentMessage]:
         """Block until at least `count` messages were sent; returns them all."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self.sent) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{len(self.sent)} of {count} messages sent "
-                                       f"within {timeout:.0f} s")
-                self._lock.wait(remaining)
-            return list(self.sent)
+        return self._wait_for_count(self.sent, count, timeout, "messages sent")
 
     def downloads(self) -> int:
         with self._lock:

@@ -106,19 +106,10 @@ def start_fake_gcs(port: int | None = None, log_dir: Path | None = None) -> Emul
     """
     port = port or free_port()
     log = Path(log_dir or tempfile.mkdtemp(prefix="fake-gcs-")) / "fake-gcs.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-             "-backend", "memory", "-public-host", f"127.0.0.1:{port}",
-             "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    emulator = Emulator(process, port, log)
-    try:
-        wait_http(f"{emulator.url}/storage/v1/b", 30, process)
-    except BaseException:
-        emulator.stop()
-        raise
-    return emulator
+    command = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1",
+               "-port", str(port), "-backend", "memory", "-public-host", f"127.0.0.1:{port}",
+               "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn"]
+    return _launch(command, port, log, "/storage/v1/b", 30)
 
 
 def start_pubsub(project: str = "local-project", port: int | None = None,
@@ -132,15 +123,22 @@ def start_pubsub(project: str = "local-project", port: int | None = None,
         raise EmulatorUnavailable("the Pub/Sub emulator needs Java 11+ on PATH")
     port = port or free_port()
     directory = Path(log_dir or tempfile.mkdtemp(prefix="pubsub-"))
-    log = directory / "pubsub.log"
+    command = [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}",
+               f"--data-dir={directory / 'data'}"]
+    return _launch(command, port, directory / "pubsub.log", f"/v1/projects/{project}/topics",
+                   90)
+
+
+def _launch(command: list[str], port: int, log: Path, ready_path: str,
+            timeout: float) -> Emulator:
+    """Start an emulator in its own process group, logging to `log`, and wait until
+    `ready_path` answers (stopping it again when it does not)."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}",
-             f"--data-dir={directory / 'data'}"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     emulator = Emulator(process, port, log)
     try:
-        wait_http(f"{emulator.url}/v1/projects/{project}/topics", 90, process)
+        wait_http(emulator.url + ready_path, timeout, process)
     except BaseException:
         emulator.stop()
         raise

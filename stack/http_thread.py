@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +31,20 @@ class ThreadedServer:
         self.url = ""
         self._server: QuietServer | None = None
         self._thread: threading.Thread | None = None
+        # Guards what the handlers record; notified whenever something was recorded.
+        self._lock = threading.Condition()
+
+    def _wait_for_count(self, items: list[Any], count: int, timeout: float,
+                        what: str) -> list[Any]:
+        """Block until `items` (filled under `self._lock`) holds `count`; a copy of them."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(items) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(items)} of {count} {what} within {timeout:.0f} s")
+                self._lock.wait(remaining)
+            return list(items)
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +45,6 @@ class PushTap(ThreadedServer):
         self.target = target.rstrip("/")
         self.timeout = timeout
         self.deliveries: list[Delivery] = []
-        self._lock = threading.Condition()
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -95,15 +93,7 @@ class PushTap(ThreadedServer):
 
     def wait_for(self, count: int, timeout: float) -> list[Delivery]:
         """Block until at least `count` deliveries were answered; returns them all."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self.deliveries) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"{len(self.deliveries)} of {count} push deliveries "
-                                       f"within {timeout:.0f} s")
-                self._lock.wait(remaining)
-            return list(self.deliveries)
+        return self._wait_for_count(self.deliveries, count, timeout, "push deliveries")
 
 
 def _handler_for(tap: PushTap) -> type[BaseHTTPRequestHandler]:
