@@ -41,7 +41,7 @@ from shared.models import (
 )
 from shared.storage import NotFound, Store, StoreError, open_store
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: detection on grayscale (other scores, same faces)
 CROP_SIZE = 320  # the bot shows celebrity photos in 320 px tiles (shared/render.py)
 # Row schema of the per-photo step (Fugue schema syntax); `descriptor` is 128 float32.
 SCHEMA = ("photo:str,celebrity:str,sha256:str,status:str,reason:str,from_cache:bool,"

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from shared.faces import DetectionPlan, detection_plan, face_quality, find_faces, locate_faces
 from shared.images import ImageError, decode_image
@@ -83,23 +84,54 @@ def test_broken_files_raise_typed_errors(faces_dir):
             decode_image((faces_dir / "hard" / name).read_bytes())
 
 
+# Detections of the fine pass that are not faces (looked at), so the coarse pass may
+# miss them: photo, and the left and top of the box.
+NOT_FACES = {("labelled/deepface_p08/img23.jpg", 1794, 534): "a blurred painted sun, 0.13"}
+
+
+def _photos(faces_dir):
+    for path in sorted(faces_dir.rglob("*")):
+        if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".gif"):
+            try:
+                yield path, decode_image(path.read_bytes())
+            except ImageError:
+                continue
+
+
 def test_coarse_pass_loses_no_face_of_the_fine_pass(faces_dir, models):
     # On every readable photo of ../shared/faces: each face the fine pass alone finds is
     # also found coarse-to-fine (same place), and the coarse pass alone decides most photos.
-    coarse_only = 0
-    photos = [p for p in sorted(faces_dir.rglob("*"))
-              if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".gif")]
-    for photo in photos:
-        try:
-            image = decode_image(photo.read_bytes())
-        except ImageError:
-            continue
+    coarse_only = photos = 0
+    for photo, image in _photos(faces_dir):
+        photos += 1
         fine = locate_faces(models, image, coarse_face_fraction=None)
         both = locate_faces(models, image)
         for box, _ in fine:
+            if (photo.relative_to(faces_dir).as_posix(), box[0], box[1]) in NOT_FACES:
+                continue
             assert any(_overlap(box, other) > 0.5 for other, _ in both), (photo, box)
         coarse_only += both != fine  # boxes from the coarse scale differ from the fine ones
-    assert coarse_only > len(photos) // 2
+    assert coarse_only > photos // 2
+
+
+def test_every_face_of_the_classic_pipeline_is_found(faces_dir, models):
+    # The classic pipeline: dlib's detector on the colour image upsampled once. Ours
+    # detects on a smaller grayscale copy (shared/faces.py); on the 800 px photos the
+    # webhook picks, it must find every face the classic one finds.
+    found = 0
+    for photo, image in _photos(faces_dir):
+        scale = 800 / max(image.shape[:2])
+        if scale < 1:
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+        if min(image.shape[:2]) < 2:
+            continue
+        ours = locate_faces(models, image)
+        for rect in models.detector(image, 1):
+            box = (rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1)
+            assert any(_overlap(box, other) > 0.3 for other, _ in ours), (photo, box)
+            found += 1
+    assert found > 100
 
 
 def _overlap(a, b) -> float:
