@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.config import Settings
+from shared.cpu import missing_cpu_flags
 from shared.index import CelebrityIndex
 from shared.index_store import current_version, fetch_current, is_remote, prune_cache
 from shared.manifest import IndexMismatch
@@ -60,6 +61,18 @@ def fetch_models(models_uri: str, cache_dir: Path) -> ModelFiles:
     return files
 
 
+def check_cpu(required: tuple[str, ...]) -> None:
+    """Raise `ModelError` when the CPU lacks flags the installed dlib and nmslib need:
+    a deployment error, named here instead of an illegal instruction inside dlib."""
+    missing = missing_cpu_flags(required)
+    if missing:
+        log.error("this instance's CPU lacks %s, needed by the deployed dlib and nmslib "
+                  "builds", ", ".join(missing), extra={"fields": {"missing_cpu_flags": missing}})
+        raise ModelError(f"this instance's CPU lacks {', '.join(missing)}, which the deployed "
+                         "dlib and nmslib wheels need; redeploy the worker with "
+                         "WORKER_WHEELS=pypi infra/deploy.sh worker")
+
+
 class AssetCache:
     """Models and index for the life of an instance; thread-safe."""
 
@@ -91,6 +104,7 @@ class AssetCache:
             return self._assets
 
     def _cold_start(self) -> Assets:
+        check_cpu(self.settings.required_cpu_flags)  # before dlib or nmslib is imported
         started = time.perf_counter()
 
         def fetch_and_load_index() -> tuple[str | None, CelebrityIndex, float]:

@@ -72,6 +72,10 @@ class Settings:
     telegram_api_url: str = "https://api.telegram.org"
     # The bot's @username, for mentions in groups.
     bot_username: str = ""
+    # CPU flags the worker's dlib and nmslib builds need, comma-separated in the variable
+    # (e.g. "avx2,fma"); a cold start on a CPU without them fails with a clear error
+    # (shared/cpu.py). infra/deploy.sh sets them with the fast wheels; empty checks nothing.
+    required_cpu_flags: tuple[str, ...] = ()
 
     # Secrets are read from the environment when needed and never kept in this object,
     # so printing the settings cannot leak them: see `bot_token()` and `webhook_secret()`.
@@ -85,6 +89,9 @@ class Settings:
             if raw is None:
                 continue
             kind = type(f.default)
+            if kind is tuple:
+                values[f.name] = tuple(item.strip() for item in raw.split(",") if item.strip())
+                continue
             values[f.name] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
         return cls(**values)
 

@@ -1,0 +1,156 @@
+"""The CPU flag check that guards a worker deployed with the AVX2 + FMA wheels: parsing
+/proc/cpuinfo, the setting, and a cold start that refuses to load dlib on a CPU without
+the flags (through functions-framework's own request handling, as Cloud Run calls it)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from pathlib import Path
+
+import functions_framework
+import pytest
+
+from functions import worker
+from shared.assets import AssetCache
+from shared.config import Settings
+from shared.cpu import CPUINFO, missing_cpu_flags
+from shared.jobs import Job
+from shared.models import ModelError
+from stack.bot_api import BotApiServer
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "555111:cpu-check-token"
+
+# Abridged from a Cloud Run instance (Intel Xeon, AVX-512) and from an older Xeon that
+# predates AVX2 (Sandy Bridge): the same layout, one block per logical CPU.
+CPUINFO_AVX2 = """\
+processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz
+flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
+mmx fxsr sse sse2 ss ht syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology \
+nonstop_tsc cpuid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic \
+movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm 3dnowprefetch bmi1 hle avx2 \
+smep bmi2 erms invpcid rtm avx512f avx512dq rdseed adx smap clflushopt clwb avx512cd
+bugs\t\t: spectre_v1 spectre_v2 spec_store_bypass swapgs taa mmio_stale_data retbleed
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep sse sse2 ssse3 fma avx avx2
+"""
+CPUINFO_AVX_ONLY = """\
+processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz
+flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush \
+mmx fxsr sse sse2 ss ht syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl pni \
+pclmulqdq ssse3 cx16 pcid sse4_1 sse4_2 x2apic popcnt tsc_deadline_timer aes xsave avx \
+hypervisor lahf_lm xsaveopt
+"""
+# ARM Linux lists "Features", not "flags": the check cannot tell, so it reports nothing.
+CPUINFO_ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes crc32\n"
+
+
+def test_a_cpu_with_avx2_and_fma_lacks_nothing() -> None:
+    assert missing_cpu_flags(["avx2", "fma"], CPUINFO_AVX2) == []
+    assert missing_cpu_flags(("AVX2", " fma "), CPUINFO_AVX2) == []
+
+
+def test_a_cpu_without_avx2_and_fma_lacks_both_in_order() -> None:
+    assert missing_cpu_flags(["avx2", "fma", "avx"], CPUINFO_AVX_ONLY) == ["avx2", "fma"]
+    assert missing_cpu_flags(["fma", "avx2"], CPUINFO_AVX_ONLY) == ["fma", "avx2"]
+
+
+def test_flags_are_whole_words() -> None:
+    # "avx512f" and "avx2" are on the line; "avx5" and "avx51" are not flags.
+    assert missing_cpu_flags(["avx5", "avx51"], CPUINFO_AVX2) == ["avx5", "avx51"]
+
+
+def test_unknown_cpus_and_empty_requirements_report_nothing(tmp_path, monkeypatch) -> None:
+    assert missing_cpu_flags(["avx2"], CPUINFO_ARM) == []
+    assert missing_cpu_flags(["avx2"], "") == []
+    assert missing_cpu_flags([], CPUINFO_AVX_ONLY) == []
+    assert missing_cpu_flags(["", " "], CPUINFO_AVX_ONLY) == []
+    monkeypatch.setattr("shared.cpu.CPUINFO", tmp_path / "no-such-cpuinfo")
+    assert missing_cpu_flags(["avx2"]) == []
+
+
+def test_this_machine_is_read_from_proc_cpuinfo() -> None:
+    if "flags" not in (CPUINFO.read_text() if CPUINFO.exists() else ""):
+        pytest.skip("no /proc/cpuinfo with a flags line on this machine")
+    assert missing_cpu_flags(["no_such_flag", "sse2"]) == ["no_such_flag"]
+
+
+def test_settings_read_the_flags_comma_separated(monkeypatch) -> None:
+    monkeypatch.delenv("LOOKALIKE_REQUIRED_CPU_FLAGS", raising=False)
+    assert Settings.from_env().required_cpu_flags == ()
+    assert Settings().required_cpu_flags == ()
+    monkeypatch.setenv("LOOKALIKE_REQUIRED_CPU_FLAGS", "avx2,fma")
+    assert Settings.from_env().required_cpu_flags == ("avx2", "fma")
+    monkeypatch.setenv("LOOKALIKE_REQUIRED_CPU_FLAGS", " avx2 , fma ,")
+    assert Settings.from_env().required_cpu_flags == ("avx2", "fma")
+    monkeypatch.setenv("LOOKALIKE_REQUIRED_CPU_FLAGS", "")
+    assert Settings.from_env().required_cpu_flags == ()
+
+
+def test_cold_start_refuses_a_cpu_without_the_flags(tmp_path, caplog) -> None:
+    cache = AssetCache(Settings(required_cpu_flags=("avx2", "no_such_flag"),
+                                cache_dir=str(tmp_path)))
+    with (caplog.at_level(logging.ERROR, logger="shared.assets"),
+          pytest.raises(ModelError, match="lacks no_such_flag") as raised):
+        cache.get()
+    assert "WORKER_WHEELS=pypi" in str(raised.value)
+    assert any("no_such_flag" in r.getMessage() for r in caplog.records)
+    # Nothing half-loaded stays behind: the next call checks again, and fails again.
+    with pytest.raises(ModelError):
+        cache.get()
+    assert list(tmp_path.iterdir()) == []  # neither models nor index were fetched
+
+
+def test_cold_start_with_flags_the_cpu_has_loads_as_usual(tmp_path) -> None:
+    if missing_cpu_flags(["avx2", "fma", "no_such_flag"]) != ["no_such_flag"]:
+        pytest.skip("this machine's CPU flags are unknown or lack avx2 and fma")
+    assets = AssetCache(Settings(required_cpu_flags=("avx2", "fma"),
+                                 cache_dir=str(tmp_path))).get()
+    assert len(assets.index.celebrities) > 0
+
+
+def _push_body(job: Job) -> dict:
+    """A Pub/Sub push request body, as the subscription sends it to the function."""
+    published = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return {"message": {"data": base64.b64encode(job.to_bytes()).decode(), "messageId": "71",
+                        "publishTime": published, "attributes": {}},
+            "subscription": "projects/local-project/subscriptions/lookalike-worker"}
+
+
+def test_worker_answers_500_and_keeps_serving_when_the_cpu_lacks_flags(
+        monkeypatch, tmp_path, caplog) -> None:
+    """A deployment error: the job goes back to Pub/Sub (retried, then dead-lettered),
+    nobody is answered, the log names the flags, and the process lives on."""
+    with BotApiServer(TOKEN) as api:
+        for name, value in {"REQUIRED_CPU_FLAGS": "no_such_flag", "CACHE_DIR": str(tmp_path),
+                            "TELEGRAM_API_URL": api.url}.items():
+            monkeypatch.setenv("LOOKALIKE_" + name, value)
+        for name in ("MODELS_URI", "INDEX_URI", "MARKERS_URI"):
+            monkeypatch.delenv("LOOKALIKE_" + name, raising=False)
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+        worker.reset_for_tests()
+        try:
+            app = functions_framework.create_app(target="worker", source=str(REPO / "main.py"),
+                                                 signature_type="cloudevent")
+            client = app.test_client()
+            file = api.add_file(b"\xff\xd8 never downloaded", "photo.jpg")
+            job = Job(update_id=1, chat_id=77, message_id=2, file_id=file["file_id"],
+                      file_unique_id=file["file_unique_id"], width=0, height=0,
+                      received_at=time.time())
+            with caplog.at_level(logging.ERROR):
+                statuses = [client.post("/projects/local-project/topics/lookalike-jobs",
+                                        json=_push_body(job)).status_code for _ in range(2)]
+            assert statuses == [500, 500]  # not acknowledged: Pub/Sub redelivers
+            assert api.sent == [] and api.downloads() == 0
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert any("lacks no_such_flag" in r.getMessage() for r in errors)
+        finally:
+            worker.reset_for_tests()
