@@ -44,7 +44,7 @@ def worker(event: CloudEvent) -> None:
 def _match(args: argparse.Namespace) -> int:
     from shared.images import ImageError
     from shared.index import CelebrityIndex
-    from shared.index_store import fetch_index
+    from shared.index_store import CelebrityPhotos, fetch_current
     from shared.manifest import IndexMismatch
     from shared.matching import match_photo, matches_json
     from shared.models import ModelError, load_models
@@ -52,8 +52,10 @@ def _match(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     try:
-        index = CelebrityIndex.load(fetch_index(args.index or settings.index_uri,
-                                                settings.cache_dir + "/index"))
+        uri = args.index or settings.index_uri
+        version, directory = fetch_current(uri, settings.cache_dir + "/index", photos=False)
+        index = CelebrityIndex.load(directory)
+        photos = CelebrityPhotos(directory, uri, version)
         models = load_models()
     except (IndexMismatch, ModelError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,7 +77,7 @@ def _match(args: argparse.Namespace) -> int:
             continue
         _emit(args, {"photo": photo, "faces": matches_json(result)})
         if args.draw:
-            _draw(result, index, args.draw, number if len(args.photos) > 1 else None)
+            _draw(result, photos, args.draw, number if len(args.photos) > 1 else None)
     return 1 if failed else 0
 
 
@@ -95,18 +97,14 @@ def _emit(args: argparse.Namespace, record: dict) -> None:
     sys.stdout.flush()
 
 
-def _draw(result, index, out: str, number: int | None) -> None:
+def _draw(result, photos, out: str, number: int | None) -> None:
     from shared.render import render_matches
 
     path = Path(out)
     if number is not None:
         path = path.with_name(f"{path.stem}-{number}{path.suffix}")
 
-    def load(celebrity):
-        photo = index.photo_path(celebrity)
-        return photo.read_bytes() if photo else None
-
-    render_matches(result, load).save(path)
+    render_matches(result, photos).save(path)
     print(f"  picture saved to {path}", file=sys.stderr)
 
 

@@ -6,16 +6,18 @@ celebrity index in Cloud Storage (fake-gcs-server), until the first answer is re
 Each run is a fresh interpreter (`python -m benchmarks.cold_start --child MODE`) with a
 new empty LOOKALIKE_CACHE_DIR, as a new instance has an empty /tmp. Two modes alternate:
 
-- `worker`: the worker's own path, `AssetCache(settings).get()` then one photo matched;
-  the total from process start is the cold start figure.
+- `worker`: the worker's own path, `AssetCache(settings).get()`, one photo matched and
+  its reply picture drawn; the total from process start is the cold start figure.
 - `stages`: the same steps one by one, to see where the time goes: interpreter start,
   imports (main and functions.worker), model download, model hash check, dlib model
-  load, index download, index load (hash check of its files included), first match.
+  load, index download, index load (hash check of its files included), first match,
+  reply picture (with the first fetch of the matched celebrity's picture).
 
 Both report the process's peak RSS (ru_maxrss at the end). The index is synthetic
 (benchmarks.hnsw_params), built once with the index builder's HNSW settings and kept
 under `${XDG_CACHE_HOME:-~/.cache}/lookalike-bench/`; its files are as large as a real
-12k index's data files, without the celebrities' photos unless `--photos N` adds them.
+12k index's data files, and every celebrity has a picture of 20 KB in storage (`--photos N`
+uploads only the first N; the others get the placeholder).
 The photo matched is demo/samples/Barack_Obama_fr_obama2.jpg.
 """
 
@@ -40,7 +42,7 @@ PHOTO = "demo/samples/Barack_Obama_fr_obama2.jpg"
 GALLERY_PICTURE = Path(__file__).resolve().parent.parent / "demo/gallery/photos/Joe_Biden.jpg"
 CELEBRITIES = 12_000
 STAGES = ["interpreter", "imports", "model download", "model hash check", "dlib model load",
-          "index download", "index load", "first match"]
+          "index download", "index load", "first match", "reply picture"]
 
 
 # -- the child: one cold start ------------------------------------------------------------
@@ -60,9 +62,10 @@ def child(mode: str, spawned: float) -> dict[str, float]:
     from shared.assets import AssetCache
     from shared.config import REPO_ROOT, Settings
     from shared.index import CelebrityIndex
-    from shared.index_store import fetch_index
+    from shared.index_store import CelebrityPhotos, fetch_current
     from shared.matching import match_photo
     from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, ModelFiles, load_models
+    from shared.render import render_jpeg
     from shared.storage import open_store
     mark("imports")
     settings = Settings.from_env()
@@ -70,7 +73,7 @@ def child(mode: str, spawned: float) -> dict[str, float]:
     if mode == "worker":
         assets = AssetCache(settings).get()
         mark("models and index")
-        index, models = assets.index, assets.models
+        index, models, photos = assets.index, assets.models, assets.photos
     else:
         cache = Path(settings.cache_dir)
         store = open_store(settings.models_uri)
@@ -82,12 +85,15 @@ def child(mode: str, spawned: float) -> dict[str, float]:
         mark("model hash check")
         models = load_models(files, verify=False)
         mark("dlib model load")
-        directory = fetch_index(settings.index_uri, cache / "index")
+        version, directory = fetch_current(settings.index_uri, cache / "index", photos=False)
         mark("index download")
         index = CelebrityIndex.load(directory)
+        photos = CelebrityPhotos(directory, settings.index_uri, version)
         mark("index load")
     result = match_photo(photo, index, models, settings)
     mark("first match")
+    render_jpeg(result, photos)
+    mark("reply picture")
     marks["total"] = time.time() - spawned
     marks["faces"] = len(result.faces)
     marks["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -104,10 +110,11 @@ def synthetic_index_dir() -> Path:
     from shared.index import Celebrity, CelebrityIndex
 
     directory = cache_root() / (f"catalogue-c{CELEBRITIES}-M{HNSW_PARAMS['M']}"
-                                f"-efc{HNSW_PARAMS['efConstruction']}-seed0")
+                                f"-efc{HNSW_PARAMS['efConstruction']}-pictures-seed0")
     if not (directory / "manifest.json").is_file():
         descriptors, entries, _, _ = synthetic_gallery(CELEBRITIES, 1)
-        people = [Celebrity(f"c{i:05d}", f"Celebrity {i}") for i in range(CELEBRITIES)]
+        people = [Celebrity(f"c{i:05d}", f"Celebrity {i}", photo=f"photos/c{i:05d}.jpg")
+                  for i in range(CELEBRITIES)]
         CelebrityIndex.build(descriptors, entries, people, hnsw=HNSW_PARAMS).save(directory)
     return directory
 
@@ -130,8 +137,8 @@ def fill_storage(gcs_url: str, index_dir: Path, photos: int) -> None:
         if path.is_file():
             key = path.relative_to(index_dir).as_posix()
             bucket.blob(f"index/{VERSIONS_DIR}/v1/{key}").upload_from_filename(str(path))
-    # A published index holds a picture per celebrity (about 20 KB each), all fetched
-    # with the version; `--photos N` puts N of them beside the synthetic index.
+    # A published index holds a picture per celebrity (about 20 KB each); the worker
+    # fetches one when a reply first shows it.
     picture = (GALLERY_PICTURE.read_bytes() * 2)[:20_000]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: bucket.blob(f"index/{VERSIONS_DIR}/v1/photos/c{i:05d}.jpg")
@@ -182,6 +189,7 @@ def report(runs: int, photos: int) -> None:
     worker = results["worker"]
     for label, key in (("interpreter", "interpreter"), ("imports", "imports"),
                        ("AssetCache.get()", "models and index"), ("first match", "first match"),
+                       ("reply picture", "reply picture"),
                        ("total", "total")):
         median = statistics.median(r[key] for r in worker) * 1000
         print(f"worker path: {label:<18}{median:>8.0f} ms")
@@ -198,8 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--photos", type=int, default=0,
-                        help="celebrity photos (20 KB each) in the index version")
+    parser.add_argument("--photos", type=int, default=CELEBRITIES,
+                        help="celebrity pictures (20 KB each) in the index version")
     parser.add_argument("--child", choices=["worker", "stages"], help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -39,14 +39,13 @@ from telegram.error import (
 from functions.send_limiter import SendLimiter
 from functions.worker_logging import setup_logging
 from functions.worker_telegram import TelegramClient
-from shared.assets import AssetCache, Assets
+from shared.assets import AssetCache
 from shared.config import Settings, bot_token
 from shared.images import ImageError
-from shared.index import Celebrity
 from shared.jobs import Job, MalformedJob
 from shared.markers import Claim, Markers, NoMarkers
 from shared.matching import match_photo
-from shared.render import MAX_ROWS, PhotoLoader, render_jpeg
+from shared.render import MAX_ROWS, render_jpeg
 from shared.replies import (
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
@@ -193,7 +192,7 @@ def _reply(job: Job, instance: _Instance) -> str:
         telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
                            job.message_id)
         return "answered with text"
-    picture = render_jpeg(result, _photo_loader(assets))
+    picture = render_jpeg(result, assets.photos)
     try:
         telegram.send_photo(job.chat_id, picture,
                             matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS),
@@ -205,14 +204,6 @@ def _reply(job: Job, instance: _Instance) -> str:
                            job.message_id)
         return "answered with text (picture refused)"
     return "answered with a picture"
-
-
-def _photo_loader(assets: Assets) -> PhotoLoader:
-    def load(celebrity: Celebrity) -> bytes | None:
-        path = assets.index.photo_path(celebrity)
-        return path.read_bytes() if path else None
-
-    return load
 
 
 def _release(instance: _Instance, claim: Claim) -> None:

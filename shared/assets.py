@@ -23,7 +23,13 @@ from pathlib import Path
 from shared.config import Settings
 from shared.cpu import missing_cpu_flags
 from shared.index import CelebrityIndex
-from shared.index_store import current_version, fetch_current, is_remote, prune_cache
+from shared.index_store import (
+    CelebrityPhotos,
+    current_version,
+    fetch_current,
+    is_remote,
+    prune_cache,
+)
 from shared.manifest import IndexMismatch
 from shared.models import (
     DESCRIPTOR_FILE,
@@ -43,6 +49,7 @@ class Assets:
     models: FaceModels
     index: CelebrityIndex
     index_version: str | None  # None for an index without a version pointer
+    photos: CelebrityPhotos  # the index's pictures, fetched on first use
 
 
 def fetch_models(models_uri: str, cache_dir: Path) -> ModelFiles:
@@ -107,9 +114,10 @@ class AssetCache:
         check_cpu(self.settings.required_cpu_flags)  # before dlib or nmslib is imported
         started = time.perf_counter()
 
-        def fetch_and_load_index() -> tuple[str | None, CelebrityIndex, float]:
-            version, index = self._load_index()
-            return version, index, (time.perf_counter() - started) * 1000
+        def fetch_and_load_index() -> tuple[tuple[str | None, CelebrityIndex,
+                                                  CelebrityPhotos], float]:
+            loaded = self._load_index()
+            return loaded, (time.perf_counter() - started) * 1000
 
         # The index downloads and loads in a second thread while the models do here:
         # storage round trips overlap dlib's loading (which holds the GIL).
@@ -121,17 +129,19 @@ class AssetCache:
             else:
                 models = load_models()
             models_ms = (time.perf_counter() - started) * 1000
-            version, index, index_ms = indexed.result()
+            (version, index, photos), index_ms = indexed.result()
         total_ms = (time.perf_counter() - started) * 1000
         log.info("cold start: models and index loaded", extra={"fields": {
             "cold_start_ms": round(total_ms), "models_ms": round(models_ms),
             "index_ms": round(index_ms), "index_version": version,
             "celebrities": len(index.celebrities)}})
-        return Assets(models, index, version)
+        return Assets(models, index, version, photos)
 
-    def _load_index(self) -> tuple[str | None, CelebrityIndex]:
-        version, directory = fetch_current(self.settings.index_uri, self.index_cache)
-        return version, CelebrityIndex.load(directory)
+    def _load_index(self) -> tuple[str | None, CelebrityIndex, CelebrityPhotos]:
+        # The pictures stay in storage until a reply shows them (shared/index_store.py).
+        uri = self.settings.index_uri
+        version, directory = fetch_current(uri, self.index_cache, photos=False)
+        return version, CelebrityIndex.load(directory), CelebrityPhotos(directory, uri, version)
 
     def _refresh(self) -> None:
         assert self._assets is not None
@@ -140,13 +150,13 @@ class AssetCache:
             if version is None or version == self._assets.index_version:
                 return
             started = time.perf_counter()
-            version, index = self._load_index()
+            version, index, photos = self._load_index()
         except (StoreError, IndexMismatch, OSError) as exc:
             log.warning("index refresh failed; keeping version %s: %s",
                         self._assets.index_version, exc)
             return
         previous = self._assets.index_version
-        self._assets = Assets(self._assets.models, index, version)
+        self._assets = Assets(self._assets.models, index, version, photos)
         if is_remote(self.settings.index_uri) and index.directory is not None:
             prune_cache(self.index_cache, keep=index.directory)
         log.info("index version %s replaces %s", version, previous, extra={"fields": {

@@ -6,6 +6,11 @@ without a pointer is taken to be one version directory. Versions are immutable, 
 version already in the local cache is used as it is; a download lands in a temporary
 directory that is renamed into place only when complete, so a crash never leaves a
 half index that looks whole (the hashes in the manifest are checked on load too).
+
+A version's celebrity pictures (one per celebrity, ~20 KB each) need not come with it:
+`fetch_current(..., photos=False)` brings the data files only, and `CelebrityPhotos`
+fetches each picture the first time a reply shows it. With 12,000 celebrities that is the
+difference between a cold start of about a second and one of half a minute.
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from shared.index import POINTER_FILE, VERSIONS_DIR, resolve_index_dir
+from shared.index import POINTER_FILE, VERSIONS_DIR, Celebrity, resolve_index_dir
 from shared.manifest import MANIFEST_FILE, IndexMismatch
-from shared.storage import NotFound, Store, open_store
+from shared.storage import NotFound, Store, StoreError, open_store
+
+log = logging.getLogger(__name__)
+PHOTOS_DIR = "photos"
 
 # Downloads are latency-bound and a version holds a photo per celebrity: many at once.
 DOWNLOAD_THREADS = 16
@@ -55,28 +65,31 @@ def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
     return fetch_current(uri, cache_dir)[1]
 
 
-def fetch_current(uri: str | Path, cache_dir: str | Path) -> tuple[str | None, Path]:
+def fetch_current(uri: str | Path, cache_dir: str | Path, *,
+                  photos: bool = True) -> tuple[str | None, Path]:
     """The version the pointer at `uri` names (None without a pointer) and a local
     directory holding it, from one read of the pointer.
 
     Local URIs are used in place. For `gs://` URIs the version's files are downloaded
     into `cache_dir/<version>/` once; later calls for the same version cost one read of
-    the pointer. Raises `shared.storage.StoreError` when storage is unavailable (worth
-    retrying) and `IndexMismatch` when there is no index at `uri`.
+    the pointer. `photos=False` leaves the celebrity pictures in storage (see
+    `CelebrityPhotos`). Raises `shared.storage.StoreError` when storage is unavailable
+    (worth retrying) and `IndexMismatch` when there is no index at `uri`.
     """
     if not is_remote(uri):
         directory = resolve_index_dir(uri)
         return (directory.name if directory != Path(uri) else None), directory
     store = open_store(uri)
     version = read_pointer(store)
-    prefix = f"{VERSIONS_DIR}/{version}/" if version else ""
+    prefix = version_prefix(version)
     name = version or "direct-" + hashlib.sha256(str(uri).encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir)
     target = cache_dir / name
     if (target / MANIFEST_FILE).is_file():
         return version, target
     keys = [k for k in store.list(prefix) if not (version is None and k.startswith(
-        (VERSIONS_DIR + "/", POINTER_FILE)))]
+        (VERSIONS_DIR + "/", POINTER_FILE)))
+        and (photos or not k.startswith(f"{prefix}{PHOTOS_DIR}/"))]
     if not any(k == prefix + MANIFEST_FILE for k in keys):
         raise IndexMismatch(f"no index at {store.uri}/{prefix} (no {MANIFEST_FILE})")
     partial = cache_dir / f".{name}.partial-{os.getpid()}"
@@ -85,6 +98,8 @@ def fetch_current(uri: str | Path, cache_dir: str | Path) -> tuple[str | None, P
         with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # re-raises the first failure
             list(pool.map(lambda key: store.download(key, partial / key[len(prefix):]), keys))
         cache_dir.mkdir(parents=True, exist_ok=True)
+        if target.is_dir() and not (target / MANIFEST_FILE).exists():
+            shutil.rmtree(target, ignore_errors=True)  # a leftover without its manifest
         try:
             os.rename(partial, target)
         except OSError:
@@ -93,6 +108,59 @@ def fetch_current(uri: str | Path, cache_dir: str | Path) -> tuple[str | None, P
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return version, target
+
+
+def version_prefix(version: str | None) -> str:
+    """Where a version's files are under an index root (a direct version URI: the root)."""
+    return f"{VERSIONS_DIR}/{version}/" if version else ""
+
+
+class CelebrityPhotos:
+    """The pictures shown in replies, for one index version; a `shared.render.PhotoLoader`.
+
+    Pictures are read from the version's local directory. When the index lives in Cloud
+    Storage and was fetched without its pictures, a missing one is downloaded on first
+    use and kept beside the other files of that version for the next reply. A picture
+    that cannot be had gives None (the reply shows a placeholder), never an exception:
+    the look-alike's name matters more than its picture.
+    """
+
+    def __init__(self, directory: Path, uri: str | Path | None = None,
+                 version: str | None = None) -> None:
+        self.directory = Path(directory)
+        self._store = open_store(uri) if uri is not None and is_remote(uri) else None
+        self._prefix = version_prefix(version)
+
+    def __call__(self, celebrity: Celebrity) -> bytes | None:
+        name = celebrity.photo
+        if not name or ".." in PurePosixPath(name).parts or name.startswith("/"):
+            return None
+        path = self.directory / name
+        with contextlib.suppress(OSError):
+            return path.read_bytes()
+        if self._store is None:
+            return None
+        try:
+            data = self._store.read(self._prefix + name)
+        except (NotFound, StoreError) as exc:
+            log.warning("no picture for %s: %s", celebrity.id, exc)
+            return None
+        self._keep(path, data)
+        return data
+
+    def _keep(self, path: Path, data: bytes) -> None:
+        # Only into a version directory still in the cache (a refresh may have pruned it);
+        # written whole, then renamed, so a reader never sees half a picture.
+        if not (self.directory / MANIFEST_FILE).is_file():
+            return
+        partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        except OSError as exc:
+            log.warning("could not keep picture %s: %s", path, exc)
+            partial.unlink(missing_ok=True)
 
 
 def prune_cache(cache_dir: str | Path, keep: Path) -> None:

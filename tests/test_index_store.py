@@ -6,19 +6,32 @@ import numpy as np
 import pytest
 
 from shared.index import Celebrity, CelebrityIndex
-from shared.index_store import current_version, fetch_index, prune_cache
+from shared.index_store import (
+    CelebrityPhotos,
+    current_version,
+    fetch_current,
+    fetch_index,
+    prune_cache,
+)
 from shared.manifest import IndexMismatch
 from shared.storage import open_store
 
 
-def _publish(tmp_path, store, version: str, names: list[str]) -> None:
+def _publish(tmp_path, store, version: str, names: list[str],
+             pictures: dict[str, bytes] | None = None) -> None:
     rng = np.random.default_rng(len(names))
-    index = CelebrityIndex.build(rng.normal(size=(len(names), 128)).astype(np.float32),
-                                 list(range(len(names))),
-                                 [Celebrity(id=n, name=n.title()) for n in names])
+    pictures = pictures or {}
+    index = CelebrityIndex.build(
+        rng.normal(size=(len(names), 128)).astype(np.float32), list(range(len(names))),
+        [Celebrity(id=n, name=n.title(), photo=f"photos/{n}.jpg" if n in pictures else None)
+         for n in names])
     local = index.save(tmp_path / version)
-    for file in local.iterdir():
-        store.write(f"versions/{version}/{file.name}", file.read_bytes())
+    for name, data in pictures.items():
+        (local / "photos").mkdir(exist_ok=True)
+        (local / "photos" / f"{name}.jpg").write_bytes(data)
+    for file in local.rglob("*"):
+        if file.is_file():
+            store.write(f"versions/{version}/{file.relative_to(local)}", file.read_bytes())
     store.write("current.json", json.dumps({"version": version}).encode())
 
 
@@ -55,3 +68,54 @@ def test_bad_pointer_is_refused(tmp_path, gcs_bucket):
     store.write("current.json", b'{"version": "../../etc"}')
     with pytest.raises(IndexMismatch, match="invalid version"):
         fetch_index(f"gs://{gcs_bucket}/x", tmp_path)
+
+
+def test_pictures_are_fetched_on_first_use_and_kept(tmp_path, gcs_bucket):
+    uri = f"gs://{gcs_bucket}/index"
+    store = open_store(uri)
+    _publish(tmp_path, store, "v1", ["ann", "bob", "cy"],
+             pictures={"ann": b"ann's picture", "bob": b"bob's picture"})
+    version, directory = fetch_current(uri, tmp_path / "cache", photos=False)
+    assert version == "v1" and not (directory / "photos").exists()
+    index = CelebrityIndex.load(directory)
+    ann, bob, cy = index.celebrities
+    photos = CelebrityPhotos(directory, uri, version)
+
+    assert photos(ann) == b"ann's picture"
+    assert (directory / "photos" / "ann.jpg").read_bytes() == b"ann's picture"
+    store.delete("versions/v1/photos/ann.jpg")
+    assert photos(ann) == b"ann's picture"  # from the cache, not from storage
+    assert photos(cy) is None  # a celebrity without a picture
+    store.delete("versions/v1/photos/bob.jpg")
+    assert photos(bob) is None  # listed but gone from storage: a placeholder, no error
+    assert photos(Celebrity(id="x", name="X", photo="../../manifest.json")) is None
+    assert sorted(p.name for p in (directory / "photos").iterdir()) == ["ann.jpg"]
+
+
+def test_a_pruned_version_gets_no_pictures_written_back(tmp_path, gcs_bucket):
+    # A reply still using an old version after a refresh pruned it from the cache must
+    # not leave a half directory that would block fetching that version again (rollback).
+    uri = f"gs://{gcs_bucket}/index"
+    store = open_store(uri)
+    _publish(tmp_path, store, "v1", ["ann", "bob"], pictures={"ann": b"ann v1"})
+    _, old = fetch_current(uri, tmp_path / "cache", photos=False)
+    photos = CelebrityPhotos(old, uri, "v1")
+    _publish(tmp_path, store, "v2", ["ann", "bob", "cy"])
+    _, new = fetch_current(uri, tmp_path / "cache", photos=False)
+    prune_cache(tmp_path / "cache", keep=new)
+    assert photos(Celebrity(id="ann", name="Ann", photo="photos/ann.jpg")) == b"ann v1"
+    assert not old.exists()
+    store.write("current.json", json.dumps({"version": "v1"}).encode())  # roll back
+    version, again = fetch_current(uri, tmp_path / "cache", photos=False)
+    assert version == "v1" and CelebrityIndex.load(again).manifest.celebrities == 2
+
+
+def test_local_indexes_read_their_pictures_in_place(tmp_path):
+    index = CelebrityIndex.build(np.eye(2, 128, dtype=np.float32), [0, 1],
+                                 [Celebrity(id="a", name="A", photo="photos/a.jpg"),
+                                  Celebrity(id="b", name="B", photo="photos/b.jpg")])
+    directory = index.save(tmp_path / "v")
+    (directory / "photos").mkdir()
+    (directory / "photos" / "a.jpg").write_bytes(b"a")
+    photos = CelebrityPhotos(directory, tmp_path / "v")
+    assert [photos(c) for c in index.celebrities] == [b"a", None]

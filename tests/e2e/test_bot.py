@@ -8,6 +8,7 @@ redelivery within the test's time.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,10 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from shared.config import DEMO_GALLERY, REPO_ROOT
 from shared.jobs import Job
+from shared.render import TILE
 from stack.emulators import EmulatorUnavailable
 from stack.push_tap import Delivery
 from stack.run import Stack, StackOptions, running_stack
@@ -99,6 +103,14 @@ def test_a_photo_gets_one_reply_naming_the_right_celebrity(stack, labelled):
     assert first_name(reply.body) == celebrity_names()["Joe_Biden"]
     assert reply.photo and reply.photo[:3] == b"\xff\xd8\xff"  # a JPEG picture
     assert reply.reply_to == update["message"]["message_id"]
+    # Beside the user's face: Joe Biden's picture, which the worker fetched from storage
+    # for this reply (the index's pictures are not part of its cold start).
+    shown = np.asarray(Image.open(io.BytesIO(reply.photo)).convert("L"), dtype=np.float32)
+    with Image.open(DEMO_GALLERY / "photos" / "Joe_Biden.jpg") as gallery_picture:
+        expected = np.asarray(ImageOps.fit(gallery_picture.convert("L"), (TILE, TILE),
+                                           Image.LANCZOS), dtype=np.float32)
+    above_badge = slice(0, TILE // 2)
+    assert np.abs(shown[above_badge, TILE:] - expected[above_badge]).mean() < 8
 
     time.sleep(SETTLE_SECONDS)
     assert len(stack.replies(1001)) == 1
