@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Deploy (or redeploy) the two Cloud Functions from the repository root, then attach
 # the dead-letter topic and retry policy to the worker's trigger subscription.
-# Usage: [DRY_RUN=1] infra/deploy.sh [all|worker|webhook]
+# Usage: [DRY_RUN=1] [WORKER_WHEELS=fast|pypi] [KEEP_STAGING=1] infra/deploy.sh [all|worker|webhook]
+#
+# With WORKER_WHEELS=fast (infra/config.sh) the worker deploys from a staging copy of
+# what .gcloudignore lets upload, plus wheels/ with the dlib and nmslib wheels built by
+# packaging/ (cached after the first build); its requirements.txt installs those files
+# instead of dlib-bin and PyPI nmslib. KEEP_STAGING=1 keeps that copy for inspection.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,6 +18,87 @@ case $target in
 esac
 # --source=. uploads the repository root, filtered by .gcloudignore.
 cd "$REPO_ROOT"
+KEEP_STAGING=${KEEP_STAGING:-0}
+case $WORKER_WHEELS in
+    fast | pypi) ;;
+    *) die "WORKER_WHEELS must be fast or pypi, not '$WORKER_WHEELS'" ;;
+esac
+
+# The Python of RUNTIME's version (python311 -> 3.11): $PYTHON when it is that version,
+# else pythonX.Y on PATH; the wheels are built by it, so their cp3XX tag matches.
+runtime_python() {
+    local want=$1 candidate
+    for candidate in "$PYTHON" "python$want"; do
+        if [[ $("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' \
+                2>/dev/null) == "$want" ]]; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# What .gcloudignore lets upload from the repository root: its `!/...` lines.
+allowed_paths() {
+    local line
+    while IFS= read -r line; do
+        [[ $line == '!/'* ]] || continue
+        line=${line#!/}
+        line=${line%/}
+        [[ $line == wheels ]] || printf '%s\n' "$line"
+    done <"$REPO_ROOT/.gcloudignore"
+}
+
+# Fill directory STAGE with the worker's upload: the allowed files, wheels/ with the two
+# fast wheels, and a requirements.txt that installs them instead of the PyPI ones.
+stage_worker_source() {
+    local stage=$1 want python dlib nmslib line replaced=0
+    [[ $RUNTIME =~ ^python3([0-9]+)$ ]] || die "RUNTIME must look like python311, not '$RUNTIME'"
+    want=3.${BASH_REMATCH[1]}
+    python=$(runtime_python "$want") || die "RUNTIME=$RUNTIME needs wheels built by Python" \
+        "$want, but neither PYTHON (${PYTHON:-unset}) nor python$want on PATH is that" \
+        "version: set PYTHON to a Python $want, or deploy the PyPI wheels with" \
+        "WORKER_WHEELS=pypi"
+    log "fast wheels for $RUNTIME (built by $python once, then cached)"
+    dlib=$(PYTHON=$python "$REPO_ROOT/packaging/build_dlib_wheel.sh") \
+        || die "no dlib wheel (packaging/build_dlib_wheel.sh); or use WORKER_WHEELS=pypi"
+    nmslib=$(PYTHON=$python "$REPO_ROOT/packaging/build_nmslib_wheel.sh") \
+        || die "no nmslib wheel (packaging/build_nmslib_wheel.sh); or use WORKER_WHEELS=pypi"
+    local -a paths
+    mapfile -t paths < <(allowed_paths)
+    tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.py[cod]' -cf - "${paths[@]}" \
+        | tar -C "$stage" -xf -
+    cp "$REPO_ROOT/.gcloudignore" "$stage/"
+    mkdir "$stage/wheels"
+    cp "$dlib" "$nmslib" "$stage/wheels/"
+    # pip reads a path to a wheel as a requirement, relative to where it runs: the
+    # buildpack runs it in the uploaded directory.
+    while IFS= read -r line || [[ -n $line ]]; do
+        case $line in
+            dlib-bin==*) line=./wheels/${dlib##*/} replaced=$((replaced + 1)) ;;
+            nmslib==*) line=./wheels/${nmslib##*/} replaced=$((replaced + 1)) ;;
+        esac
+        printf '%s\n' "$line"
+    done <"$REPO_ROOT/requirements.txt" >"$stage/requirements.txt"
+    ((replaced == 2)) || die "requirements.txt needs one dlib-bin== and one nmslib== line"
+    log "worker source staged in $stage ($(du -sk "$stage" | cut -f1) KiB), with" \
+        "these requirements.txt lines in place of dlib-bin and PyPI nmslib:"
+    grep '^\./wheels/' "$stage/requirements.txt" | sed 's/^/    /' >&2
+}
+
+worker_source=.
+worker_env=()
+if [[ $WORKER_WHEELS == fast && ($target == all || $target == worker) ]]; then
+    worker_source=$(mktemp -d "${TMPDIR:-/tmp}/lookalike-worker.XXXXXX")
+    if [[ $KEEP_STAGING == 1 ]]; then
+        log "KEEP_STAGING=1: $worker_source stays after the deployment"
+    else
+        trap 'rm -rf "$worker_source"' EXIT
+    fi
+    stage_worker_source "$worker_source"
+    # The wheels use AVX2 and FMA; an instance without them says so (shared/cpu.py).
+    worker_env=("LOOKALIKE_REQUIRED_CPU_FLAGS=avx2,fma")
+fi
 
 env_vars=(
     "GOOGLE_CLOUD_PROJECT=$PROJECT"
@@ -29,10 +115,22 @@ if [[ -n $BOT_USERNAME ]]; then
 else
     warn "BOT_USERNAME is empty: the bot will not recognise mentions in groups"
 fi
-joined() { local IFS=,; printf '%s' "$*"; }
+# KEY=VALUE pairs for gcloud: joined by commas, or, when a value holds a comma, by `;`
+# announced with gcloud's ^;^ prefix (see `gcloud topic escaping`).
+joined() {
+    local pair IFS=,
+    for pair in "$@"; do
+        if [[ $pair == *,* ]]; then
+            IFS=';'
+            printf '^;^'
+            break
+        fi
+    done
+    printf '%s' "$*"
+}
 
 common=(
-    --project="$PROJECT" --region="$REGION" --gen2 --runtime="$RUNTIME" --source=.
+    --project="$PROJECT" --region="$REGION" --gen2 --runtime="$RUNTIME"
     --build-service-account="projects/$PROJECT/serviceAccounts/$BUILD_SA_EMAIL"
 )
 
@@ -40,14 +138,15 @@ deploy_worker() {
     log "deploying $WORKER_FUNCTION"
     # Only Pub/Sub calls the worker, as the invoker account; --retry redelivers a job
     # whose processing failed, bounded by the dead-letter policy below.
-    run gcloud functions deploy "$WORKER_FUNCTION" "${common[@]}" --entry-point=worker \
+    run gcloud functions deploy "$WORKER_FUNCTION" "${common[@]}" --source="$worker_source" \
+        --entry-point=worker \
         --trigger-topic="$JOBS_TOPIC" --retry \
         --trigger-service-account="$INVOKER_SA_EMAIL" \
         --service-account="$WORKER_SA_EMAIL" --ingress-settings=internal-only \
         --memory="$WORKER_MEMORY" --cpu="$WORKER_CPU" --concurrency="$WORKER_CONCURRENCY" \
         --timeout="$WORKER_TIMEOUT" --min-instances="$WORKER_MIN_INSTANCES" \
         --max-instances="$WORKER_MAX_INSTANCES" \
-        --set-env-vars="$(joined "${env_vars[@]}")" \
+        --set-env-vars="$(joined "${env_vars[@]}" "${worker_env[@]}")" \
         --set-secrets="TELEGRAM_BOT_TOKEN=$TOKEN_SECRET:latest"
     run gcloud functions add-invoker-policy-binding "$WORKER_FUNCTION" \
         --project="$PROJECT" --region="$REGION" --member="serviceAccount:$INVOKER_SA_EMAIL"
@@ -80,8 +179,12 @@ deploy_webhook() {
     log "deploying $WEBHOOK_FUNCTION"
     # Telegram calls the webhook without Google credentials; the function checks the
     # X-Telegram-Bot-Api-Secret-Token header instead. THREADS lets functions-framework's
-    # gunicorn serve as many requests at once as Cloud Run sends.
-    run gcloud functions deploy "$WEBHOOK_FUNCTION" "${common[@]}" --entry-point=webhook \
+    # gunicorn serve as many requests at once as Cloud Run sends. It deploys from the
+    # repository (--source=.) whatever WORKER_WHEELS says: it never imports dlib or nmslib,
+    # so the PyPI wheels (installed, unused) do, its upload stays small, and it runs on
+    # any CPU.
+    run gcloud functions deploy "$WEBHOOK_FUNCTION" "${common[@]}" --source=. \
+        --entry-point=webhook \
         --trigger-http --allow-unauthenticated \
         --service-account="$WEBHOOK_SA_EMAIL" --ingress-settings=all \
         --memory="$WEBHOOK_MEMORY" --cpu="$WEBHOOK_CPU" \

@@ -39,8 +39,9 @@ AUTH_ERRORS = (
 # Every script invocation the tests cover: (script, arguments, extra environment).
 RUNS = [
     ("setup.sh", [], {}),
-    ("deploy.sh", [], {}),
-    ("deploy.sh", ["worker"], {}),
+    # The fast wheels are covered by the tests at the end, where they skip without them.
+    ("deploy.sh", [], {"WORKER_WHEELS": "pypi"}),
+    ("deploy.sh", ["worker"], {"WORKER_WHEELS": "pypi"}),
     ("webhook.sh", ["set"], {"DROP_PENDING_UPDATES": "1"}),
     ("webhook.sh", ["info"], {}),
     ("webhook.sh", ["delete"], {}),
@@ -169,20 +170,36 @@ def test_teardown_keeps_the_bucket_unless_told(tmp_path):
             f"--project={PROJECT}"] in told
 
 
+def _deploys(output: str) -> dict[str, list[str]]:
+    """The `gcloud functions deploy` commands of a dry run, by function name."""
+    return {argv[3]: argv for argv in _commands(output) if argv[1:3] == ["functions", "deploy"]}
+
+
+def _env_vars(argv: list[str]) -> dict[str, str]:
+    """--set-env-vars as gcloud reads it: comma-separated, or by another delimiter D
+    announced as ^D^ (`gcloud topic escaping`)."""
+    [value] = [arg.removeprefix("--set-env-vars=") for arg in argv
+               if arg.startswith("--set-env-vars=")]
+    delimiter = ","
+    if value.startswith("^"):
+        delimiter, value = value[1:].split("^", 1)
+    return dict(kv.split("=", 1) for kv in value.split(delimiter))
+
+
 def test_deploy_settings(dry_runs):
     commands = _commands(dry_runs[("deploy.sh",)].stdout)
-    deploys = {argv[3]: argv for argv in commands if argv[1:3] == ["functions", "deploy"]}
+    deploys = _deploys(dry_runs[("deploy.sh",)].stdout)
     worker, webhook = deploys["lookalike-worker"], deploys["lookalike-webhook"]
     for argv in (worker, webhook):
-        assert {"--gen2", "--runtime=python312", "--source=."} <= set(argv)
+        assert {"--gen2", "--runtime=python311", "--source=."} <= set(argv)
     assert {"--entry-point=worker", "--trigger-topic=lookalike-jobs", "--retry",
             "--concurrency=1", "--cpu=1", "--ingress-settings=internal-only",
             "--set-secrets=TELEGRAM_BOT_TOKEN=lookalike-bot-token:latest"} <= set(worker)
     assert {"--entry-point=webhook", "--trigger-http", "--allow-unauthenticated",
             "--set-secrets=TELEGRAM_WEBHOOK_SECRET=lookalike-webhook-secret:latest"
             } <= set(webhook)
-    env = dict(kv.split("=", 1) for arg in worker if arg.startswith("--set-env-vars=")
-               for kv in arg.removeprefix("--set-env-vars=").split(","))
+    env = _env_vars(worker)
+    assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in env  # the PyPI wheels run on any CPU
     assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
     assert env["LOOKALIKE_MODELS_URI"] == f"gs://{PROJECT}-lookalike/models"
     assert env["LOOKALIKE_MARKERS_URI"] == f"gs://{PROJECT}-lookalike/markers"
@@ -323,3 +340,179 @@ def test_upload_holds_what_the_functions_import(tmp_path):
                 if local and top not in tops and f"{top}.py" not in uploaded:
                     missing.add(f"{path} imports {name}")
     assert not missing, missing
+
+
+# -- WORKER_WHEELS: the worker with the fast dlib and nmslib wheels ----------------------
+
+ALLOWED = {"main.py", "requirements.txt", "functions", "shared"}  # .gcloudignore's list
+WHEEL_CACHE = Path(os.environ.get("LOOKALIKE_WHEEL_CACHE") or Path(
+    os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lookalike-wheels")
+
+
+def _fast_wheels_cached() -> bool:
+    """Whether packaging/ has built both cp311 wheels: a dry run then takes seconds, where
+    building them would take 15-30 minutes."""
+    return (any(WHEEL_CACHE.glob("dlib-*-avx2-*-cp311/dlib-*-cp311-*.whl"))
+            and any(WHEEL_CACHE.glob("nmslib-*-avx2-cp311/nmslib-*-cp311-*.whl")))
+
+
+def _deploy_env(tmp: Path, stubs: Path, **extra: str) -> dict[str, str]:
+    env = _clean_env(tmp, DRY_RUN="1", TMPDIR=str(tmp), **extra)
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    if "LOOKALIKE_WHEEL_CACHE" in os.environ:
+        env["LOOKALIKE_WHEEL_CACHE"] = os.environ["LOOKALIKE_WHEEL_CACHE"]
+    return env
+
+
+def _recording_stubs(tmp: Path) -> tuple[Path, Path]:
+    calls = tmp / "calls.log"
+    record = f'echo "$(basename "$0") $*" >> {shlex.quote(str(calls))}; exit 97\n'
+    return _stub_bin(tmp, dict.fromkeys(["gcloud", "gsutil", "curl"], record)), calls
+
+
+@pytest.fixture(scope="module")
+def fast_deploy(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`deploy.sh` with the default WORKER_WHEELS=fast; the staged source is kept."""
+    if not _fast_wheels_cached():
+        pytest.skip(f"no cached cp311 dlib and nmslib wheels under {WHEEL_CACHE} "
+                    "(packaging/build_dlib_wheel.sh, packaging/build_nmslib_wheel.sh)")
+    tmp = tmp_path_factory.mktemp("fast-deploy")
+    stubs, calls = _recording_stubs(tmp)
+    result = _run("deploy.sh", [], _deploy_env(tmp, stubs, KEEP_STAGING="1"))
+    assert result.returncode == 0, result.stderr
+    assert not calls.exists(), f"a dry run called out: {calls.read_text()}"
+    worker = _deploys(result.stdout)["lookalike-worker"]
+    [source] = [arg.removeprefix("--source=") for arg in worker if arg.startswith("--source=")]
+    staged = Path(source)
+    assert staged.parent == tmp and staged.is_dir(), source
+    return result, staged
+
+
+def test_fast_wheels_deploy_the_worker_from_a_staged_copy(fast_deploy):
+    result, staged = fast_deploy
+    for argv in _commands(result.stdout):
+        assert argv[0] == "gcloud" and f"--project={PROJECT}" in argv, argv
+    deploys = _deploys(result.stdout)
+    worker, webhook = deploys["lookalike-worker"], deploys["lookalike-webhook"]
+    assert "--runtime=python311" in worker and "--runtime=python311" in webhook
+    # The webhook never imports dlib: the repository, as uploaded before.
+    assert "--source=." in webhook
+    assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in _env_vars(webhook)
+    env = _env_vars(worker)
+    assert env["LOOKALIKE_REQUIRED_CPU_FLAGS"] == "avx2,fma"
+    assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
+    from shared.config import Settings
+
+    known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
+    assert str(staged) in result.stderr and "./wheels/dlib-" in result.stderr
+
+
+def test_staged_source_is_the_allow_list_plus_the_wheels(fast_deploy):
+    _, staged = fast_deploy
+    assert {p.name for p in staged.iterdir()} == ALLOWED | {"wheels", ".gcloudignore"}
+    assert (staged / ".gcloudignore").read_text() == (REPO / ".gcloudignore").read_text()
+    for top in ("functions", "shared"):
+        copied = {p.relative_to(staged).as_posix() for p in (staged / top).rglob("*")}
+        wanted = {p.relative_to(REPO).as_posix() for p in (REPO / top).rglob("*")
+                  if "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}}
+        assert copied == wanted, top
+    assert (staged / "main.py").read_bytes() == (REPO / "main.py").read_bytes()
+    wheels = sorted(p.name for p in (staged / "wheels").iterdir())
+    assert len(wheels) == 2 and wheels[0].startswith("dlib-") and wheels[1].startswith("nmslib-")
+
+
+def test_staged_requirements_install_the_staged_wheels(fast_deploy, tmp_path):
+    _, staged = fast_deploy
+    original = (REPO / "requirements.txt").read_text().splitlines()
+    lines = (staged / "requirements.txt").read_text().splitlines()
+    assert len(lines) == len(original)
+    changed = {old: new for old, new in zip(original, lines, strict=True) if old != new}
+    assert sorted(old.split("==")[0] for old in changed) == ["dlib-bin", "nmslib"]
+    for old, new in changed.items():
+        project = "dlib" if old.startswith("dlib-bin==") else "nmslib"
+        assert new.startswith(f"./wheels/{project}-") and new.endswith(".whl"), new
+        wheel = staged / new
+        assert wheel.is_file(), new
+        _name, _version, python, abi, platform = wheel.stem.split("-")
+        assert (python, abi) == ("cp311", "cp311") and platform.startswith("manylinux_"), new
+        # pip, run where the buildpack runs it, takes the line as that file and nothing
+        # else: --no-index keeps it offline, --no-deps leaves the PyPI packages aside.
+        pip = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+             "--no-deps", "--no-index",
+             "--disable-pip-version-check", "--report", str(tmp_path / f"{project}.json"),
+             new], cwd=staged, capture_output=True, text=True, timeout=120)
+        assert pip.returncode == 0, pip.stderr
+        [item] = json.loads((tmp_path / f"{project}.json").read_text())["install"]
+        assert item["metadata"]["name"] == project
+        assert item["download_info"]["url"] == wheel.resolve().as_uri()
+
+
+def test_staged_source_uploads_the_wheels(fast_deploy, tmp_path):
+    gcloud = _require("gcloud")
+    _, staged = fast_deploy
+
+    def upload(directory: Path) -> set[str]:
+        result = subprocess.run([gcloud, "meta", "list-files-for-upload", str(directory)],
+                                env=_clean_env(tmp_path), capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        return set(result.stdout.split())
+
+    wheels = {f"wheels/{p.name}" for p in (staged / "wheels").iterdir()}
+    assert upload(staged) == upload(REPO) | wheels
+
+
+def test_gcloud_accepts_the_fast_worker_deploy(fast_deploy, tmp_path):
+    gcloud = _require("gcloud")
+    result, _ = fast_deploy
+    argv = _deploys(result.stdout)["lookalike-worker"]
+    checked = subprocess.run([gcloud, *argv[1:]], env=_clean_env(tmp_path),
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=120)
+    assert checked.returncode == 1, checked.stderr
+    assert any(text in checked.stderr for text in AUTH_ERRORS), checked.stderr
+
+
+def test_staging_is_removed_on_exit(tmp_path):
+    if not _fast_wheels_cached():
+        pytest.skip(f"no cached cp311 dlib and nmslib wheels under {WHEEL_CACHE}")
+    stubs, _ = _recording_stubs(tmp_path)
+    result = _run("deploy.sh", ["worker"], _deploy_env(tmp_path, stubs))
+    assert result.returncode == 0, result.stderr
+    assert "--source=." not in result.stdout
+    assert not list(tmp_path.glob("lookalike-worker.*"))
+
+
+def test_runtime_without_a_matching_python_stops_before_gcloud(tmp_path):
+    # python3.12 on PATH is a stub that is not there, as pyenv's shims answer.
+    stubs, calls = _recording_stubs(tmp_path)
+    _stub_bin(tmp_path, {"python3.12": "echo 'python3.12: command not found' >&2; exit 127\n"})
+    env = _deploy_env(tmp_path, stubs, RUNTIME="python312", PYTHON=sys.executable)
+    result = _run("deploy.sh", [], env)
+    assert result.returncode != 0
+    assert "RUNTIME=python312" in result.stderr and "WORKER_WHEELS=pypi" in result.stderr
+    assert _commands(result.stdout) == [] and not calls.exists()
+    assert not list(tmp_path.glob("lookalike-worker.*"))  # the staging went too
+    # The PyPI wheels need no local Python of that version; the webhook alone neither.
+    for args, extra in (([], {"WORKER_WHEELS": "pypi"}), (["webhook"], {})):
+        ok = _run("deploy.sh", args, {**env, **extra})
+        assert ok.returncode == 0, ok.stderr
+        for argv in _deploys(ok.stdout).values():
+            assert {"--runtime=python312", "--source=."} <= set(argv)
+
+
+def test_pypi_wheels_upload_the_repository_requirements(dry_runs):
+    worker = _deploys(dry_runs[("deploy.sh", "worker")].stdout)["lookalike-worker"]
+    assert "--source=." in worker
+    requirements = (REPO / "requirements.txt").read_text()
+    assert "\ndlib-bin==" in requirements and "\nnmslib==" in requirements
+    assert "wheels/" not in requirements
+
+
+def test_unknown_worker_wheels_is_refused(tmp_path):
+    stubs, _ = _recording_stubs(tmp_path)
+    result = _run("deploy.sh", [], _deploy_env(tmp_path, stubs, WORKER_WHEELS="fastest"))
+    assert result.returncode != 0 and "WORKER_WHEELS must be fast or pypi" in result.stderr
+    assert _commands(result.stdout) == []
