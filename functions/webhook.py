@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import sys
+import logging
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from telegram import Update
 
 from functions.publisher import Publisher, PublishError, default_publisher
+from functions.structured_logging import setup_logging
 from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
 from shared.config import Settings, webhook_secret
 from shared.jobs import Job, MalformedJob
@@ -36,6 +36,7 @@ MAX_BODY_BYTES = 64 * 1024
 Response = tuple[str, int, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
 
+_logger = logging.getLogger(__name__)
 _settings: Settings | None = None
 _settings_lock = threading.Lock()
 
@@ -58,14 +59,15 @@ def handle_request(request: flask.Request) -> Response:
 def handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,
            clock: Any = time.time) -> Response:
     """One webhook request, with its collaborators passed in (tests, benchmark)."""
+    setup_logging(secret)  # idempotent; here because tests and benchmark start at handle()
     if request.method != "POST":
         return _plain("only POST", 405)
     if not secret:
-        log("ERROR", "no webhook secret is configured: refusing every update "
-                     "(set TELEGRAM_WEBHOOK_SECRET)")
+        log(logging.ERROR, "no webhook secret is configured: refusing every update "
+                           "(set TELEGRAM_WEBHOOK_SECRET)")
         return _plain("forbidden", 403)
     if not secret_matches(request.headers.get(SECRET_HEADER, ""), secret):
-        log("WARNING", "missing or wrong secret token", remote=request.remote_addr)
+        log(logging.WARNING, "missing or wrong secret token", remote=request.remote_addr)
         return _plain("forbidden", 403)
     if request.mimetype != "application/json":
         return _plain("expected application/json", 415)
@@ -78,14 +80,14 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         data = json.loads(request.get_data(cache=False))
         update = Update.de_json(data, bot=None) if isinstance(data, dict) else None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        log("WARNING", f"unparseable update: {type(exc).__name__}: {exc}")
+        log(logging.WARNING, f"unparseable update: {type(exc).__name__}: {exc}")
         return _plain("not a Telegram update", 400)
     if update is None:
-        log("WARNING", "request body is not a JSON object")
+        log(logging.WARNING, "request body is not a JSON object")
         return _plain("not a Telegram update", 400)
     problem = malformed(update)
     if problem:
-        log("WARNING", f"not a Telegram update: {problem}")
+        log(logging.WARNING, f"not a Telegram update: {problem}")
         return _plain("not a Telegram update", 400)
 
     received_at = clock()
@@ -93,27 +95,27 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         action = route(update, settings, received_at)
     except Exception:
         # A bug, not bad input: 500 makes Telegram deliver it again after a fix.
-        log("ERROR", "routing failed\n" + traceback.format_exc(), update_id=update.update_id)
+        log(logging.ERROR, "routing failed", update_id=update.update_id, exc_info=True)
         return _plain("internal error", 500)
 
     if isinstance(action, Ignore):
-        log("INFO", "ignored", update_id=update.update_id, reason=action.reason)
+        log(logging.INFO, "ignored", update_id=update.update_id, reason=action.reason)
         return "", 200, {}
     if isinstance(action, Answer):
-        log("INFO", "answered", update_id=update.update_id, reason=action.reason)
+        log(logging.INFO, "answered", update_id=update.update_id, reason=action.reason)
         return json.dumps(action.method, ensure_ascii=False), 200, JSON_HEADERS
     assert isinstance(action, Enqueue)
     try:  # a job the worker would refuse is refused here, where the sender hears of it
         Job.from_bytes(action.job.to_bytes())
     except MalformedJob as exc:
-        log("WARNING", f"update makes no valid job: {exc}", update_id=update.update_id)
+        log(logging.WARNING, f"update makes no valid job: {exc}", update_id=update.update_id)
         return _plain("not a Telegram update", 400)
     try:
         message_id = publisher.publish(action.job)
     except PublishError as exc:
-        log("ERROR", f"could not publish the job: {exc}", update_id=update.update_id)
+        log(logging.ERROR, f"could not publish the job: {exc}", update_id=update.update_id)
         return _plain("job queue unavailable, try again", 503)
-    log("INFO", "job published", update_id=update.update_id, message_id=message_id,
+    log(logging.INFO, "job published", update_id=update.update_id, message_id=message_id,
         chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}")
     return "", 200, {}
 
@@ -131,8 +133,8 @@ def _plain(text: str, status: int) -> Response:
     return text, status, {"Content-Type": "text/plain; charset=utf-8"}
 
 
-def log(severity: str, message: str, **fields: Any) -> None:
-    """One structured log line (Cloud Logging reads JSON lines from stdout)."""
-    record = {"severity": severity, "message": message, "component": "webhook", **fields}
-    sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
+def log(level: int, message: str, exc_info: bool = False, **fields: Any) -> None:
+    """One structured log line, written by `functions.structured_logging` (secret redacted);
+    `component` tells the webhook's lines from the worker's in a shared log view."""
+    _logger.log(level, "%s", message, exc_info=exc_info,
+                extra={"fields": {"component": "webhook", **fields}})

@@ -37,7 +37,7 @@ from telegram.error import (
 )
 
 from functions.send_limiter import SendLimiter
-from functions.worker_logging import setup_logging
+from functions.structured_logging import setup_logging
 from functions.worker_telegram import TelegramClient
 from shared.assets import AssetCache
 from shared.config import Settings, bot_token

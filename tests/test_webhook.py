@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -140,6 +141,15 @@ def test_log_lines_are_json_and_never_contain_the_secret(capsys):
     assert records[0]["severity"] == "INFO" and records[0]["update_id"] == 100
     assert records[1]["severity"] == "WARNING"
     assert all(SECRET not in line for line in lines)
+
+
+def test_the_secret_is_redacted_from_any_library_log_line(capsys):
+    post(update(text="hello"))
+    logging.getLogger("some.library").warning("calling back with %s", SECRET)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records[0]["component"] == "webhook" and records[0]["severity"] == "INFO"
+    assert records[1] == {"severity": "WARNING", "logger": "some.library",
+                          "message": "calling back with <redacted>"}
 
 
 # -- cheap answers in the response body ---------------------------------------------------

@@ -1,11 +1,12 @@
-"""Structured logs for Cloud Logging, with the bot token kept out of them.
+"""Structured logs for Cloud Logging, with secrets kept out of them: the one log writer
+of both functions (the worker's bot token, the webhook's secret token).
 
 Cloud Logging reads one JSON object per stdout line: `severity` and `message` are
 understood, other keys become the entry's `jsonPayload`. Structured fields are passed as
 `extra={"fields": {...}}`.
 
 httpx logs every request URL, and Bot API URLs contain the bot token; python-telegram-bot
-quotes it in some errors. A log record factory redacts the token in every record of the
+quotes it in some errors. A log record factory redacts the secrets in every record of the
 process, before any handler (ours, Cloud Logging's or a test's) sees it.
 """
 
