@@ -24,7 +24,7 @@ from functions.publisher import Publisher, PublishError, default_publisher
 from functions.structured_logging import setup_logging
 from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
 from shared.config import Settings, webhook_secret
-from shared.jobs import Job, MalformedJob
+from shared.jobs import MalformedJob
 
 if TYPE_CHECKING:
     import flask
@@ -93,6 +93,9 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
     received_at = clock()
     try:
         action = route(update, settings, received_at)
+    except MalformedJob as exc:  # a job the worker would refuse: refused where it is heard
+        log(logging.WARNING, f"update makes no valid job: {exc}", update_id=update.update_id)
+        return _plain("not a Telegram update", 400)
     except Exception:
         # A bug, not bad input: 500 makes Telegram deliver it again after a fix.
         log(logging.ERROR, "routing failed", update_id=update.update_id, exc_info=True)
@@ -105,11 +108,6 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         log(logging.INFO, "answered", update_id=update.update_id, reason=action.reason)
         return json.dumps(action.method, ensure_ascii=False), 200, JSON_HEADERS
     assert isinstance(action, Enqueue)
-    try:  # a job the worker would refuse is refused here, where the sender hears of it
-        Job.from_bytes(action.job.to_bytes())
-    except MalformedJob as exc:
-        log(logging.WARNING, f"update makes no valid job: {exc}", update_id=update.update_id)
-        return _plain("not a Telegram update", 400)
     try:
         message_id = publisher.publish(action.job)
     except PublishError as exc:

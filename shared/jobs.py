@@ -1,15 +1,18 @@
 """The job message the webhook publishes to Pub/Sub and the worker consumes.
 
 Small, versioned JSON: it carries the Bot API `file_id` of the chosen photo size, never
-the photo itself. Decoding is strict, so a malformed or foreign message becomes a
-`MalformedJob` that the worker logs and acknowledges instead of retrying forever.
+the photo itself. A `Job` is checked when it is made, against the same rules the worker
+decodes by, so the webhook cannot build one the worker would refuse; it is encoded once,
+then, and that encoding is what gets published. Decoding is strict, so a malformed or
+foreign message becomes a `MalformedJob` that the worker logs and acknowledges instead
+of retrying forever.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 JOB_VERSION = 1
@@ -17,11 +20,16 @@ MAX_JOB_BYTES = 4096
 
 
 class MalformedJob(ValueError):
-    """A message that is not a job this code can handle (never worth retrying)."""
+    """A message, or job fields, that make no job this code can handle (never worth
+    retrying)."""
 
 
 @dataclass(frozen=True)
 class Job:
+    # The encoding lives in a slot, not in `__dict__`: fields, equality and
+    # `Job(**job.__dict__)` see only the job's fields.
+    __slots__ = ("__dict__", "_encoded")
+
     update_id: int
     chat_id: int
     message_id: int
@@ -35,8 +43,27 @@ class Job:
     chat_type: str = "private"
     version: int = JOB_VERSION
 
+    def __post_init__(self) -> None:
+        """Refuses what `from_bytes` would refuse, with a `MalformedJob` saying why."""
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            values[f.name] = _check(f.name, getattr(self, f.name), f.type)
+            object.__setattr__(self, f.name, values[f.name])  # an int received_at: float
+        if self.version != JOB_VERSION:
+            raise MalformedJob(f"job version {self.version!r}, expected {JOB_VERSION}")
+        if not self.file_id:
+            raise MalformedJob("empty file_id")
+        try:
+            encoded = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate, which JSON text may carry
+            raise MalformedJob("a string field is not valid Unicode") from None
+        if len(encoded) > MAX_JOB_BYTES:
+            raise MalformedJob(f"job of {len(encoded)} bytes is over {MAX_JOB_BYTES}")
+        object.__setattr__(self, "_encoded", encoded)
+
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+        """The message to publish: the encoding made (and size-checked) with the job."""
+        return self._encoded
 
     def age_seconds(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.received_at
@@ -59,19 +86,13 @@ class Job:
             raise MalformedJob("not a JSON object")
         if raw.get("version") != JOB_VERSION:
             raise MalformedJob(f"job version {raw.get('version')!r}, expected {JOB_VERSION}")
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in raw:
-                if f.default is not MISSING:
-                    continue
-                raise MalformedJob(f"missing field {f.name!r}")
-            values[f.name] = _check(f.name, raw[f.name], f.type)
+        missing = [f.name for f in fields(cls) if f.name not in raw and f.default is MISSING]
+        if missing:
+            raise MalformedJob(f"missing field {missing[0]!r}")
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
             raise MalformedJob(f"unknown fields {sorted(unknown)}")
-        if not values["file_id"]:
-            raise MalformedJob("empty file_id")
-        return cls(**values)
+        return cls(**raw)  # the values are checked as the job is made
 
 
 def _check(name: str, value: Any, kind: Any) -> Any:

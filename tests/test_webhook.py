@@ -202,6 +202,17 @@ def test_an_image_document_becomes_a_job_and_a_huge_one_is_answered():
     assert publisher.jobs == []
 
 
+@pytest.mark.parametrize("file_id", ["f" * 600, "", "Ag\ud800"],
+                         ids=["over-long", "empty", "lone surrogate"])
+def test_a_photo_that_makes_no_valid_job_is_a_bad_request(file_id, capsys):
+    photo = [{"file_id": file_id, "file_unique_id": "u", "width": 800, "height": 600}]
+    (_, status, _), publisher = post(update(photo=photo))
+    assert status == 400 and publisher.jobs == []
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["message"].startswith("update makes no valid job")
+    assert record["update_id"] == 100
+
+
 def test_photo_size_choice():
     objects = [PhotoSize(**s) for s in PHONE_PHOTO]
     assert detection_side(Settings()) == 640
