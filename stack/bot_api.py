@@ -233,9 +233,15 @@ class BotApiServer(ThreadedServer):
                 raise ApiError(429, f"Too Many Requests: retry after {wait}", wait)
             self._last_send[chat_id] = now
 
-    def wait_for_sent(self, count: int, timeout: float = 30.0) -> list[SentMessage]:
-        """Block until at least `count` messages were sent; returns them all."""
-        return self._wait_for_count(self.sent, count, timeout, "messages sent")
+    def wait_for_sent(self, count: int, timeout: float = 30.0,
+                      chat_id: int | str | None = None) -> list[SentMessage]:
+        """Block until at least `count` messages were sent (to `chat_id`, if given); returns
+        them all (that chat's). TimeoutError when they are not sent within `timeout`."""
+        if chat_id is None:
+            return self._wait_for_count(self.sent, count, timeout, "messages sent")
+        return self._wait_for_count(self.sent, count, timeout,
+                                    f"messages sent to chat {chat_id}",
+                                    keep=lambda message: message.chat_id == chat_id)
 
     def downloads(self) -> int:
         with self._lock:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -34,17 +37,32 @@ class ThreadedServer:
         # Guards what the handlers record; notified whenever something was recorded.
         self._lock = threading.Condition()
 
-    def _wait_for_count(self, items: list[Any], count: int, timeout: float,
-                        what: str) -> list[Any]:
-        """Block until `items` (filled under `self._lock`) holds `count`; a copy of them."""
+    def _wait_until(self, items: list[T], holds: Callable[[list[T]], bool],
+                    timeout: float) -> list[T] | None:
+        """Block until `holds(items)` (`items` filled under `self._lock`, which is notified
+        on each); a copy of them then, or None when that does not happen within `timeout`."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while len(items) < count:
+            while not holds(items):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"{len(items)} of {count} {what} within {timeout:.0f} s")
+                    return None
                 self._lock.wait(remaining)
             return list(items)
+
+    def _wait_for_count(self, items: list[T], count: int, timeout: float, what: str,
+                        keep: Callable[[T], bool] | None = None) -> list[T]:
+        """Block until `items` holds `count` that `keep` (all, by default); a copy of those.
+        TimeoutError when they do not come within `timeout` seconds."""
+        def kept(got: list[T]) -> list[T]:
+            return got if keep is None else [item for item in got if keep(item)]
+
+        found = self._wait_until(items, lambda got: len(kept(got)) >= count, timeout)
+        if found is None:
+            with self._lock:
+                have = len(kept(items))
+            raise TimeoutError(f"{have} of {count} {what} within {timeout:g} s")
+        return kept(found)
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError

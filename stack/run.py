@@ -144,14 +144,10 @@ class Stack:
                      ) -> list[SentMessage]:
         """At least `count` messages sent to the chat; AssertionError (with the functions'
         logs) when they do not come within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.replies(chat_id)
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"no reply in chat {chat_id} within {timeout:.0f} s\n"
-                             f"{self.logs()}")
+        try:
+            return self.bot_api.wait_for_sent(count, timeout, chat_id=chat_id)
+        except TimeoutError as exc:
+            raise AssertionError(f"no reply in chat {chat_id}: {exc}\n{self.logs()}") from None
 
     def deliveries_for(self, update_id: int) -> list[Delivery]:
         """Every push of the job for `update_id` that reached the worker."""
