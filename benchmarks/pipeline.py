@@ -5,8 +5,10 @@
 Stages: decode, detect (coarse-to-fine, as shared.faces plans it), landmarks,
 descriptor and query (demo gallery), and the whole path; beside it the seed pipeline
 (upsample 1 on the full image) on the same photo, measured in the same run, and their
-ratio. The last line compares the bot's path as deployed (the 800 px photo size the
-webhook picks) with the seed's (the largest size Telegram offers, 1280 px).
+ratio. Then the bot's path as deployed (the 800 px photo size the webhook picks) against
+the seed's (the largest size Telegram offers, 1280 px), on that photo and, when
+`../shared/faces` is there (or `--corpus DIR`), on every readable photo in it: the median
+and p90 over the photos (each the median of 3 runs; the seed's, of 1).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from PIL import Image
 
 from shared.config import DEMO_GALLERY, REPO_ROOT
 from shared.faces import describe_face, find_faces, locate_faces
-from shared.images import decode_image
+from shared.images import ImageError, decode_image
 from shared.index import CelebrityIndex
 from shared.models import load_models
 
 DEFAULT_PHOTO = REPO_ROOT / "demo" / "samples" / "Barack_Obama_fr_obama2.jpg"
+DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "faces"
 
 
 def median_ms(run: Callable[[], object], repeat: int) -> float:
@@ -40,10 +43,14 @@ def median_ms(run: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def photo_at(path: Path, long_side: int) -> bytes:
+def photo_at(path: Path, long_side: int, enlarge: bool = True) -> bytes:
+    """The photo as a JPEG with `long_side` pixels on its longest side (as Telegram's
+    size of that name; without `enlarge`, smaller photos keep their size)."""
     with Image.open(path) as image:
         image = image.convert("RGB")
         scale = long_side / max(image.size)
+        if not enlarge:
+            scale = min(scale, 1.0)
         image = image.resize((round(image.width * scale), round(image.height * scale)),
                              Image.LANCZOS)
         buffer = io.BytesIO()
@@ -108,13 +115,57 @@ def bench(photo: Path, repeat: int) -> None:
           f"{seed / ours:.2f}x faster")
 
 
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def bench_corpus(corpus: Path, repeat: int = 3) -> None:
+    """The bot's path and the seed's on every readable photo of a folder."""
+    models = load_models()
+    index = CelebrityIndex.load(DEMO_GALLERY)
+    ours, seeds, faces = [], [], 0
+    for path in sorted(corpus.rglob("*")):
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".gif"):
+            continue
+        try:
+            bot_photo = photo_at(path, 800, enlarge=False)
+            seed_photo = photo_at(path, 1280, enlarge=False)
+            decode_image(bot_photo)
+        except (ImageError, OSError, ValueError):
+            continue
+
+        def bot(data: bytes = bot_photo) -> int:
+            scan = find_faces(decode_image(data), models)
+            for item in scan.faces:
+                index.query(item.descriptor, 3)
+            return len(scan.faces)
+
+        faces += bot()
+        ours.append(median_ms(bot, repeat))
+        seeds.append(median_ms(lambda data=seed_photo: seed_pipeline(models,
+                                                                      decode_image(data)), 1))
+    if not ours:
+        print(f"no readable photos in {corpus}")
+        return
+    p50, seed50 = statistics.median(ours), statistics.median(seeds)
+    print(f"{len(ours)} photos of {corpus} ({faces} faces found): bot path (800 px) "
+          f"p50 {p50:.1f} ms, p90 {percentile(ours, 0.9):.1f} ms; seed path (1280 px) "
+          f"p50 {seed50:.1f} ms, p90 {percentile(seeds, 0.9):.1f} ms; "
+          f"{seed50 / p50:.2f}x faster at the median")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
+                        help="a folder of photos (default ../shared/faces; skipped if absent)")
     args = parser.parse_args()
     bench(args.photo, args.repeat)
+    if args.corpus.is_dir():
+        bench_corpus(args.corpus)
 
 
 if __name__ == "__main__":
