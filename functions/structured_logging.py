@@ -94,20 +94,21 @@ def setup_logging(*secrets: str) -> None:
             _secrets.append(secret)
             if ":" in secret:  # the part after the bot id is the secret part
                 _secrets.append(secret.split(":", 1)[1])
+    root = logging.getLogger()
+    # Every call, not only the first: something in the process may have raised the level.
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
     if _installed:
         return
     _installed = True
     current = logging.getLogRecordFactory()
     if not getattr(current, "redacting", False):
         logging.setLogRecordFactory(_redacting_factory(current))
-    root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = _StdoutHandler()
         handler.setLevel(logging.INFO)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
     # Request lines are noise at INFO (and would carry the token if redaction failed);
     # nmslib announces each of its spaces at INFO when the index is loaded.
     for name in ("httpx", "httpcore", "nmslib"):
