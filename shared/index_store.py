@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from shared.index import POINTER_FILE, VERSIONS_DIR, Celebrity, resolve_index_dir
-from shared.manifest import MANIFEST_FILE, IndexMismatch
+from shared.manifest import MANIFEST_FILE, IndexMismatch, Manifest
 from shared.storage import NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,16 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
     target = cache_dir / name
     if (target / MANIFEST_FILE).is_file():
         return version, target
-    keys = [k for k in store.list(prefix) if not (version is None and k.startswith(
-        (VERSIONS_DIR + "/", POINTER_FILE)))
-        and (photos or not k.startswith(f"{prefix}{PHOTOS_DIR}/"))]
-    if not any(k == prefix + MANIFEST_FILE for k in keys):
-        raise IndexMismatch(f"no index at {store.uri}/{prefix} (no {MANIFEST_FILE})")
     partial = cache_dir / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
+        if photos:
+            keys = [k for k in store.list(prefix) if not (version is None and k.startswith(
+                (VERSIONS_DIR + "/", POINTER_FILE)))]
+            if prefix + MANIFEST_FILE not in keys:
+                raise IndexMismatch(f"no index at {store.uri}/{prefix} (no {MANIFEST_FILE})")
+        else:
+            keys = _data_keys(store, prefix, partial)
         with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # re-raises the first failure
             list(pool.map(lambda key: store.download(key, partial / key[len(prefix):]), keys))
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,27 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return version, target
+
+
+def _data_keys(store: Store, prefix: str, partial: Path) -> list[str]:
+    """The keys of the files the version's manifest names, with the manifest written into
+    `partial`. Without a listing: listing a version lists its pictures too, 12,000 of them
+    took 0.25 s and 350 MB of the worker's memory here."""
+    try:
+        raw = store.read(prefix + MANIFEST_FILE)
+    except NotFound:
+        raise IndexMismatch(f"no index at {store.uri}/{prefix} (no {MANIFEST_FILE})") from None
+    try:
+        files = Manifest.from_json(raw.decode("utf-8")).files
+    except UnicodeDecodeError:
+        raise IndexMismatch(f"{store.uri}/{prefix}{MANIFEST_FILE} is not text") from None
+    if not isinstance(files, dict) or not all(
+            isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in files):
+        raise IndexMismatch(f"{store.uri}/{prefix}{MANIFEST_FILE} names files outside its "
+                            "version")
+    partial.mkdir(parents=True)
+    (partial / MANIFEST_FILE).write_bytes(raw)
+    return [prefix + n for n in files]
 
 
 def version_prefix(version: str | None) -> str:

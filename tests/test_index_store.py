@@ -119,3 +119,24 @@ def test_local_indexes_read_their_pictures_in_place(tmp_path):
     (directory / "photos" / "a.jpg").write_bytes(b"a")
     photos = CelebrityPhotos(directory, tmp_path / "v")
     assert [photos(c) for c in index.celebrities] == [b"a", None]
+
+
+def test_a_version_without_pictures_is_fetched_by_its_manifest(tmp_path, gcs_bucket):
+    uri = f"gs://{gcs_bucket}/index"
+    store = open_store(uri)
+    with pytest.raises(IndexMismatch, match="no manifest.json"):
+        fetch_current(uri, tmp_path / "cache", photos=False)
+    _publish(tmp_path, store, "v1", ["ann", "bob"], pictures={"ann": b"a"})
+    store.write("versions/v1/stray.bin", b"not named by the manifest")
+    _, directory = fetch_current(uri, tmp_path / "cache", photos=False)
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "celebrities.json", "descriptors.npy", "entries.npy", "hnsw.bin", "manifest.json"]
+    assert CelebrityIndex.load(directory).manifest.photos == 1
+
+    manifest = json.loads(store.read("versions/v1/manifest.json"))
+    manifest["files"]["../../current.json"] = "0" * 64
+    store.write("versions/v2/manifest.json", json.dumps(manifest).encode())
+    store.write("current.json", json.dumps({"version": "v2"}).encode())
+    with pytest.raises(IndexMismatch, match="outside its version"):
+        fetch_current(uri, tmp_path / "cache", photos=False)
+    assert not (tmp_path / "cache" / "v2").exists()
