@@ -1,17 +1,26 @@
-"""Which instruction-set extensions the machine's CPU lacks.
+"""What the machine's CPU can do: the instruction-set extensions it lacks, and the
+OpenBLAS kernels that suit it.
 
 The worker may be deployed with dlib and nmslib wheels compiled for AVX2 and FMA
 (infra/deploy.sh, WORKER_WHEELS=fast). On a CPU without them the first vector
 instruction kills the process with SIGILL somewhere inside dlib; checking the CPU's flags
 first turns that into an error that names the cause (see shared/assets.py).
+
+The OpenBLAS inside the dlib wheel chooses its matrix kernels by CPU model, from tables
+of its release (0.3.21); a newer model falls back to generic SSE3 kernels ("Prescott"),
+which made each descriptor take 33 ms instead of 18 ms on this project's machines
+(docs/performance.md). The kernels depend on the instruction set, not the model, so
+`choose_blas_kernels` names them from the flags.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
+AVX512 = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
 
 
 def missing_cpu_flags(required: Iterable[str], cpuinfo: str | None = None) -> list[str]:
@@ -43,3 +52,31 @@ def _flags(cpuinfo: str) -> set[str] | None:
         if sep and name.strip() == "flags":
             return set(value.lower().split())
     return None
+
+
+def blas_core_type(cpuinfo: str | None = None) -> str | None:
+    """OpenBLAS's name for the kernels this CPU runs best ("SkylakeX" with AVX-512,
+    "Haswell" with AVX2 and FMA), or None to leave OpenBLAS its own choice."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = CPUINFO.read_text(errors="replace")
+        except OSError:
+            return None
+    flags = _flags(cpuinfo)
+    if flags is None:
+        return None
+    if flags >= AVX512:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
+def choose_blas_kernels() -> None:
+    """Set OPENBLAS_CORETYPE from the CPU's flags, unless it is set; OpenBLAS reads it
+    once, when the library loads, so this must run before `import dlib`."""
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return
+    core = blas_core_type()
+    if core:
+        os.environ["OPENBLAS_CORETYPE"] = core

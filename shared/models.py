@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.cpu import choose_blas_kernels
+
 DETECTOR_NAME = "dlib_hog_frontal_face_detector"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -119,6 +121,7 @@ def load_models(files: ModelFiles | None = None, *, verify: bool = True) -> Face
         if models is None:
             if verify:
                 files.verify()
+            choose_blas_kernels()  # before dlib loads its OpenBLAS
             import dlib  # heavy: imported only when the models are needed
 
             models = FaceModels(

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 from functions import worker
 from shared.assets import AssetCache
 from shared.config import Settings
-from shared.cpu import CPUINFO, missing_cpu_flags
+from shared.cpu import CPUINFO, blas_core_type, choose_blas_kernels, missing_cpu_flags
 from shared.jobs import Job
 from shared.models import ModelError
 from stack.bot_api import BotApiServer
@@ -154,3 +157,47 @@ def test_worker_answers_500_and_keeps_serving_when_the_cpu_lacks_flags(
             assert any("lacks no_such_flag" in r.getMessage() for r in errors)
         finally:
             worker.reset_for_tests()
+
+
+# -- OpenBLAS kernels -----------------------------------------------------------------
+
+AVX512_FLAGS = "avx2 fma avx512f avx512cd avx512bw avx512dq avx512vl"
+
+
+def test_blas_kernels_follow_the_instruction_set() -> None:
+    assert blas_core_type(f"flags\t: sse2 {AVX512_FLAGS}\n") == "SkylakeX"
+    # Some AVX-512 but not the whole SkylakeX set: the AVX2 kernels.
+    assert blas_core_type(CPUINFO_AVX2) == "Haswell"
+    assert blas_core_type(CPUINFO_AVX_ONLY) is None
+    assert blas_core_type(CPUINFO_ARM) is None
+
+
+def test_an_explicit_openblas_coretype_is_kept(tmp_path, monkeypatch) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"flags\t: {AVX512_FLAGS}\n")
+    monkeypatch.setattr("shared.cpu.CPUINFO", cpuinfo)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Zen")
+    choose_blas_kernels()
+    assert os.environ["OPENBLAS_CORETYPE"] == "Zen"
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    choose_blas_kernels()
+    assert os.environ["OPENBLAS_CORETYPE"] == "SkylakeX"
+
+
+def test_dlibs_openblas_runs_the_chosen_kernels() -> None:
+    # OpenBLAS names the kernels it loaded when OPENBLAS_VERBOSE=2; dlib's OpenBLAS loads
+    # with the models, after any other (numpy's) already printed its own line.
+    expected = blas_core_type()
+    if expected is None:
+        pytest.skip("this CPU has neither AVX-512 nor AVX2: OpenBLAS keeps its own choice")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import numpy, sys; print('--', file=sys.stderr, flush=True); "
+         "from shared.models import load_models; load_models(); import dlib; "
+         "print(dlib.DLIB_USE_BLAS)"],
+        cwd=REPO, env={**env, "OPENBLAS_VERBOSE": "2"}, capture_output=True, text=True,
+        timeout=120, check=True)
+    if done.stdout.strip() != "True":
+        pytest.skip("the installed dlib has no BLAS (dlib-bin)")
+    after_numpy = done.stderr.split("--", 1)[1]
+    assert f"Core: {expected}" in after_numpy, done.stderr
