@@ -124,7 +124,7 @@ def test_local_indexes_read_their_pictures_in_place(tmp_path):
 def test_a_version_without_pictures_is_fetched_by_its_manifest(tmp_path, gcs_bucket):
     uri = f"gs://{gcs_bucket}/index"
     store = open_store(uri)
-    with pytest.raises(IndexMismatch, match="no manifest.json"):
+    with pytest.raises(IndexMismatch, match=r"no manifest\.json"):
         fetch_current(uri, tmp_path / "cache", photos=False)
     _publish(tmp_path, store, "v1", ["ann", "bob"], pictures={"ann": b"a"})
     store.write("versions/v1/stray.bin", b"not named by the manifest")
