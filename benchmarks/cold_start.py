@@ -203,6 +203,9 @@ def report(runs: int, photos: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from benchmarks.machine import as_the_worker_runs
+
+    as_the_worker_runs("benchmarks.cold_start", argv)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)

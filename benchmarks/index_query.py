@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.hnsw_params import synthetic_gallery
-from benchmarks.machine import describe, p99
+from benchmarks.machine import as_the_worker_runs, describe, p99
 from index_builder.assemble import exact_neighbours, recall_at
 from index_builder.build import HNSW_PARAMS
 from shared.index import TYPICAL_STRANGER_DISTANCES, Celebrity, CelebrityIndex
@@ -137,6 +137,7 @@ def bench_million(celebrities: int, queries: int, intrinsic: int, m: int, constr
 
 
 def main(argv: list[str] | None = None) -> None:
+    as_the_worker_runs("benchmarks.index_query", argv)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--celebrities", type=int, default=12_000)

@@ -5,8 +5,23 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+# What the deployed worker runs with (infra/config.sh, WORKER_GLIBC_TUNABLES): large
+# malloc blocks, the index graph among them, in transparent huge pages.
+WORKER_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
+
+
+def as_the_worker_runs(module: str, argv: Sequence[str] | None = None) -> None:
+    """Start this benchmark again with the worker's GLIBC_TUNABLES unless the variable
+    is set (glibc reads it once, at process start); set it empty to measure without."""
+    if "GLIBC_TUNABLES" in os.environ:
+        return
+    args = list(sys.argv[1:] if argv is None else argv)
+    os.execve(sys.executable, [sys.executable, "-m", module, *args],
+              {**os.environ, "GLIBC_TUNABLES": WORKER_GLIBC_TUNABLES})
 
 
 def cpu_model() -> str:
@@ -23,7 +38,9 @@ def describe() -> str:
     """One line: CPU model, usable cores and the 1/5/15-minute load averages."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"machine: {cpu_model()}, {cores} cores, load average {load}"
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    return (f"machine: {cpu_model()}, {cores} cores, load average {load}"
+            + (f", GLIBC_TUNABLES={tunables}" if tunables else ""))
 
 
 def p99(values: Sequence[float]) -> float:

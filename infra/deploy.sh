@@ -88,6 +88,9 @@ stage_worker_source() {
 
 worker_source=.
 worker_env=()
+if [[ -n $WORKER_GLIBC_TUNABLES ]]; then
+    worker_env+=("GLIBC_TUNABLES=$WORKER_GLIBC_TUNABLES")
+fi
 if [[ $WORKER_WHEELS == fast && ($target == all || $target == worker) ]]; then
     worker_source=$(mktemp -d "${TMPDIR:-/tmp}/lookalike-worker.XXXXXX")
     if [[ $KEEP_STAGING == 1 ]]; then
@@ -97,7 +100,7 @@ if [[ $WORKER_WHEELS == fast && ($target == all || $target == worker) ]]; then
     fi
     stage_worker_source "$worker_source"
     # The wheels use AVX2 and FMA; an instance without them says so (shared/cpu.py).
-    worker_env=("LOOKALIKE_REQUIRED_CPU_FLAGS=avx2,fma")
+    worker_env+=("LOOKALIKE_REQUIRED_CPU_FLAGS=avx2,fma")
 fi
 
 env_vars=(

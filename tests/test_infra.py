@@ -200,6 +200,8 @@ def test_deploy_settings(dry_runs):
             } <= set(webhook)
     env = _env_vars(worker)
     assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in env  # the PyPI wheels run on any CPU
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"  # the index in huge pages
+    assert "GLIBC_TUNABLES" not in _env_vars(webhook)
     assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
     assert env["LOOKALIKE_MODELS_URI"] == f"gs://{PROJECT}-lookalike/models"
     assert env["LOOKALIKE_MARKERS_URI"] == f"gs://{PROJECT}-lookalike/markers"
@@ -208,7 +210,8 @@ def test_deploy_settings(dry_runs):
     from shared.config import Settings
 
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
-    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
+    # Besides the settings: the project, and glibc's own (read by the C library).
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES"}
     update = next(argv for argv in commands if argv[1:4] == ["pubsub", "subscriptions", "update"])
     assert f"--dead-letter-topic=projects/{PROJECT}/topics/lookalike-jobs-dead" in update
 
@@ -400,11 +403,13 @@ def test_fast_wheels_deploy_the_worker_from_a_staged_copy(fast_deploy):
     assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in _env_vars(webhook)
     env = _env_vars(worker)
     assert env["LOOKALIKE_REQUIRED_CPU_FLAGS"] == "avx2,fma"
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
     assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
     from shared.config import Settings
 
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
-    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
+    # Besides the settings: the project, and glibc's own (read by the C library).
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES"}
     assert str(staged) in result.stderr and "./wheels/dlib-" in result.stderr
 
 
