@@ -72,9 +72,10 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
 
     Local URIs are used in place. For `gs://` URIs the version's files are downloaded
     into `cache_dir/<version>/` once; later calls for the same version cost one read of
-    the pointer. `photos=False` leaves the celebrity pictures in storage (see
-    `CelebrityPhotos`). Raises `shared.storage.StoreError` when storage is unavailable
-    (worth retrying) and `IndexMismatch` when there is no index at `uri`.
+    the pointer. What is downloaded: the manifest, the files it names and, unless
+    `photos=False` (see `CelebrityPhotos`), the celebrity pictures. Raises
+    `shared.storage.StoreError` when storage is unavailable (worth retrying) and
+    `IndexMismatch` when there is no index at `uri`.
     """
     if not is_remote(uri):
         directory = resolve_index_dir(uri)
@@ -90,13 +91,9 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
     partial = cache_dir / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
+        keys = _data_keys(store, prefix, partial)
         if photos:
-            keys = [k for k in store.list(prefix) if not (version is None and k.startswith(
-                (VERSIONS_DIR + "/", POINTER_FILE)))]
-            if prefix + MANIFEST_FILE not in keys:
-                raise IndexMismatch(f"no index at {store.uri}/{prefix} (no {MANIFEST_FILE})")
-        else:
-            keys = _data_keys(store, prefix, partial)
+            keys += list(store.list(f"{prefix}{PHOTOS_DIR}/"))
         with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # re-raises the first failure
             list(pool.map(lambda key: store.download(key, partial / key[len(prefix):]), keys))
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -114,8 +111,8 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
 
 def _data_keys(store: Store, prefix: str, partial: Path) -> list[str]:
     """The keys of the files the version's manifest names, with the manifest written into
-    `partial`. Without a listing: listing a version lists its pictures too, 12,000 of them
-    took 0.25 s and 350 MB of the worker's memory here."""
+    `partial`. Not found by listing the version: that lists its pictures too, and 12,000
+    of them took 0.25 s and 350 MB of the worker's memory here."""
     try:
         raw = store.read(prefix + MANIFEST_FILE)
     except NotFound:
