@@ -32,21 +32,20 @@ def missing_cpu_flags(required: Iterable[str], cpuinfo: str | None = None) -> li
     deployment, and it must not stop a machine it cannot inspect.
     """
     wanted = [flag.strip().lower() for flag in required if flag.strip()]
-    if not wanted:
-        return []
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text(errors="replace")
-        except OSError:
-            return []
-    present = _flags(cpuinfo)
+    present = cpu_flags(cpuinfo) if wanted else None
     if present is None:
         return []
     return [flag for flag in wanted if flag not in present]
 
 
-def _flags(cpuinfo: str) -> set[str] | None:
-    """The flags of the first processor listed (all cores of a machine share them)."""
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The flags of the first processor listed in `cpuinfo` (all cores of a machine share
+    them), read from /proc/cpuinfo when None; None when they cannot be known."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = CPUINFO.read_text(errors="replace")
+        except OSError:
+            return None
     for line in cpuinfo.splitlines():
         name, sep, value = line.partition(":")
         if sep and name.strip() == "flags":
@@ -57,12 +56,7 @@ def _flags(cpuinfo: str) -> set[str] | None:
 def blas_core_type(cpuinfo: str | None = None) -> str | None:
     """OpenBLAS's name for the kernels this CPU runs best ("SkylakeX" with AVX-512,
     "Haswell" with AVX2 and FMA), or None to leave OpenBLAS its own choice."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text(errors="replace")
-        except OSError:
-            return None
-    flags = _flags(cpuinfo)
+    flags = cpu_flags(cpuinfo)
     if flags is None:
         return None
     if flags >= AVX512:
