@@ -43,8 +43,7 @@ def worker(event: CloudEvent) -> None:
 
 def _match(args: argparse.Namespace) -> int:
     from shared.images import ImageError
-    from shared.index import CelebrityIndex
-    from shared.index_store import CelebrityPhotos, fetch_current
+    from shared.index_store import load_current
     from shared.manifest import IndexMismatch
     from shared.matching import match_photo, matches_json
     from shared.models import ModelError, load_models
@@ -52,10 +51,8 @@ def _match(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     try:
-        uri = args.index or settings.index_uri
-        version, directory = fetch_current(uri, settings.cache_dir + "/index", photos=False)
-        index = CelebrityIndex.load(directory)
-        photos = CelebrityPhotos(directory, uri, version)
+        _, index, photos = load_current(args.index or settings.index_uri,
+                                        settings.cache_dir + "/index")
         models = load_models()
     except (IndexMismatch, ModelError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

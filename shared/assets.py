@@ -26,8 +26,8 @@ from shared.index import CelebrityIndex
 from shared.index_store import (
     CelebrityPhotos,
     current_version,
-    fetch_current,
     is_remote,
+    load_current,
     prune_cache,
 )
 from shared.manifest import IndexMismatch
@@ -138,10 +138,7 @@ class AssetCache:
         return Assets(models, index, version, photos)
 
     def _load_index(self) -> tuple[str | None, CelebrityIndex, CelebrityPhotos]:
-        # The pictures stay in storage until a reply shows them (shared/index_store.py).
-        uri = self.settings.index_uri
-        version, directory = fetch_current(uri, self.index_cache, photos=False)
-        return version, CelebrityIndex.load(directory), CelebrityPhotos(directory, uri, version)
+        return load_current(self.settings.index_uri, self.index_cache)
 
     def _refresh(self) -> None:
         assert self._assets is not None

@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from shared.index import POINTER_FILE, VERSIONS_DIR, Celebrity, resolve_index_dir
+from shared.index import POINTER_FILE, VERSIONS_DIR, Celebrity, CelebrityIndex, resolve_index_dir
 from shared.manifest import MANIFEST_FILE, IndexMismatch, Manifest
 from shared.storage import NotFound, Store, StoreError, open_store
 
@@ -107,6 +107,14 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return version, target
+
+
+def load_current(uri: str | Path,
+                 cache_dir: str | Path) -> tuple[str | None, CelebrityIndex, CelebrityPhotos]:
+    """The current index version of `uri` loaded, with its version and its pictures,
+    which stay in storage until a reply shows them (see `fetch_current`)."""
+    version, directory = fetch_current(uri, cache_dir, photos=False)
+    return version, CelebrityIndex.load(directory), CelebrityPhotos(directory, uri, version)
 
 
 def _data_keys(store: Store, prefix: str, partial: Path) -> list[str]:
