@@ -230,6 +230,9 @@ _state: dict[str, Any] = {}
 
 
 def handle(command: str, models_dir: Path, photos_dir: Path) -> Any:
+    from shared.cpu import choose_blas_kernels
+
+    choose_blas_kernels()  # as the worker does, before dlib loads its OpenBLAS
     import dlib
     import numpy as np
 
