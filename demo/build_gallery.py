@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from index_builder.build import BuildConfig, format_summary, run_build
 from index_builder.catalog import catalog_from_ids
 from index_builder.quality import QualityFilter
-from shared.index import CelebrityIndex, resolve_index_dir
+from shared.index import CelebrityIndex
+from shared.index_versions import resolve_index_dir
 
 DEMO = Path(__file__).resolve().parent
 REPO = DEMO.parent

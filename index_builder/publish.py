@@ -1,5 +1,9 @@
 """Publishing index versions to a store atomically, listing them and rolling back.
 
+`publish(store, directory, name)` is the one way a directory becomes a version: the
+builder, the local stack, tests and benchmarks all use it, on a local directory or in
+Cloud Storage (the layout and the pointer: shared/index_versions.py).
+
 A version is uploaded file by file to `versions/<name>/`, the manifest last; only then
 is the pointer `current.json` switched, with a generation precondition: the switch
 succeeds only if nobody switched since this publisher read the pointer. When someone
@@ -10,15 +14,22 @@ the new one, never a version whose manifest is not yet written.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.index import POINTER_FILE, VERSIONS_DIR
-from shared.index_store import read_pointer
-from shared.manifest import MANIFEST_FILE, IndexMismatch, Manifest
+from shared.index_versions import (
+    POINTER_FILE,
+    VERSIONS_DIR,
+    IndexMismatch,
+    is_version_name,
+    pointer_bytes,
+    read_pointer,
+    version_names,
+    version_prefix,
+)
+from shared.manifest import MANIFEST_FILE, Manifest
 from shared.storage import PreconditionFailed, Store
 
 DEFAULT_KEEP = 5
@@ -46,24 +57,22 @@ class VersionInfo:
     current: bool
 
 
-def _version_prefix(name: str) -> str:
-    return f"{VERSIONS_DIR}/{name}/"
-
-
-def _pointer_bytes(name: str) -> bytes:
-    return json.dumps({"version": name}).encode()
+def _check_name(name: str) -> None:
+    if not is_version_name(name):
+        raise PublishError(f"{name!r} is not a version name")
 
 
 def upload_version(store: Store, local: Path, name: str,
                    progress: Callable[[int], None] = lambda _: None) -> int:
     """Upload a local version directory, manifest last; returns the number of files."""
+    _check_name(name)
     files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
     files.sort(key=lambda p: p.name == MANIFEST_FILE)  # stable: the manifest goes last
     if not files or files[-1].name != MANIFEST_FILE:
         raise PublishError(f"{local} has no {MANIFEST_FILE}: not an index version")
 
     def upload(file: Path) -> None:
-        key = _version_prefix(name) + file.relative_to(local).as_posix()
+        key = version_prefix(name) + file.relative_to(local).as_posix()
         # if_generation=0: versions are immutable, an existing object is never overwritten.
         try:
             store.write(key, file.read_bytes(), if_generation=0,
@@ -79,7 +88,7 @@ def upload_version(store: Store, local: Path, name: str,
 
 
 def is_complete(store: Store, name: str) -> bool:
-    return store.generation(_version_prefix(name) + MANIFEST_FILE) > 0
+    return store.generation(version_prefix(name) + MANIFEST_FILE) > 0
 
 
 def switch_pointer(store: Store, name: str, generation: int, *,
@@ -100,18 +109,12 @@ def switch_pointer(store: Store, name: str, generation: int, *,
         if newer_wins and current is not None and current > name:
             return SwitchResult(False, current)
         try:
-            store.write(POINTER_FILE, _pointer_bytes(name), if_generation=generation,
+            store.write(POINTER_FILE, pointer_bytes(name), if_generation=generation,
                         content_type="application/json")
             return SwitchResult(True, name)
         except PreconditionFailed:
             generation = store.generation(POINTER_FILE)
     raise PublishError(f"the pointer in {store.uri} keeps changing; {name} was not made current")
-
-
-def version_names(keys: Iterable[str]) -> list[str]:
-    names = {key.split("/")[1] for key in keys
-             if key.startswith(VERSIONS_DIR + "/") and key.count("/") >= 2}
-    return sorted(names)
 
 
 def prune_versions(store: Store, keep: int, protect: Iterable[str] = ()) -> list[str]:
@@ -149,7 +152,7 @@ def list_versions(store: Store) -> list[VersionInfo]:
     current = read_pointer(store)
     infos = []
     for name in version_names(keys):
-        prefix = _version_prefix(name)
+        prefix = version_prefix(name)
         files = sum(1 for k in keys if k.startswith(prefix))
         manifest = None
         if prefix + MANIFEST_FILE in keys:
@@ -163,14 +166,13 @@ def list_versions(store: Store) -> list[VersionInfo]:
 
 def activate(store: Store, name: str) -> SwitchResult:
     """Make an existing complete version current (a rollback or roll-forward)."""
-    if "/" in name or name in ("", ".", ".."):
-        raise PublishError(f"{name!r} is not a version name")
+    _check_name(name)
     if not is_complete(store, name):
         known = ", ".join(version_names(store.list(VERSIONS_DIR + "/"))) or "none"
         raise PublishError(f"no complete version {name} in {store.uri} (versions: {known})")
     generation = store.generation(POINTER_FILE)
     try:
-        store.write(POINTER_FILE, _pointer_bytes(name), if_generation=generation,
+        store.write(POINTER_FILE, pointer_bytes(name), if_generation=generation,
                     content_type="application/json")
     except PreconditionFailed:
         raise PublishError("the pointer changed while activating (another publish?); "

@@ -15,7 +15,7 @@ On disk an index is a directory:
     photos/            optional pictures shown in replies, referenced by `photo`
 
 An index builder output root holds `versions/<name>/` directories and a pointer file
-`current.json` ({"version": "<name>"}); `resolve_index_dir` follows it.
+`current.json` (shared/index_versions.py); `load` follows the pointer.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from shared.manifest import IndexMismatch, Manifest
+from shared.index_versions import IndexMismatch, resolve_index_dir
+from shared.manifest import Manifest
 from shared.models import file_sha256
 from shared.similarity import DistanceStats, distance_stats, similarity
 
-POINTER_FILE = "current.json"
-VERSIONS_DIR = "versions"
 DESCRIPTOR_SIZE = 128
 # The one source of the HNSW settings (the index builder uses them too). M and
 # efConstruction from benchmarks/hnsw_params.py (docs/index_builder.md); efSearch 100 from
@@ -244,19 +243,3 @@ class CelebrityIndex:
         path = self.directory / celebrity.photo
         return path if path.is_file() else None
 
-
-def resolve_index_dir(path: str | Path) -> Path:
-    """Follow an output root's `current.json` pointer to its version directory."""
-    path = Path(path)
-    pointer = path / POINTER_FILE
-    if pointer.is_file():
-        try:
-            version = json.loads(pointer.read_text())["version"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise IndexMismatch(f"{pointer} is not a valid pointer: {exc}") from None
-        if not isinstance(version, str) or "/" in version or version in ("", ".", ".."):
-            raise IndexMismatch(f"{pointer} names an invalid version {version!r}")
-        return path / VERSIONS_DIR / version
-    if not path.is_dir():
-        raise IndexMismatch(f"index directory {path} does not exist")
-    return path

@@ -1,7 +1,7 @@
 """Finding the current index version in a store and bringing it to a local directory.
 
-The index builder publishes `<root>/versions/<name>/` and then switches
-`<root>/current.json` ({"version": "<name>"}). Readers here follow the pointer; a URI
+The index builder publishes `<root>/versions/<name>/` and then switches the pointer
+`<root>/current.json` (shared/index_versions.py). Readers here follow the pointer; a URI
 without a pointer is taken to be one version directory. Versions are immutable, so a
 version already in the local cache is used as it is; a download lands in a temporary
 directory that is renamed into place only when complete, so a crash never leaves a
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -25,8 +24,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from shared.index import POINTER_FILE, VERSIONS_DIR, Celebrity, CelebrityIndex, resolve_index_dir
-from shared.manifest import MANIFEST_FILE, IndexMismatch, Manifest
+from shared.index import Celebrity, CelebrityIndex
+from shared.index_versions import IndexMismatch, read_pointer, resolve_index_dir, version_prefix
+from shared.manifest import MANIFEST_FILE, Manifest
 from shared.storage import NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -38,21 +38,6 @@ DOWNLOAD_THREADS = 16
 
 def is_remote(uri: str | Path) -> bool:
     return str(uri).startswith("gs://")
-
-
-def read_pointer(store: Store) -> str | None:
-    """The version `current.json` names, or None when the store has no pointer."""
-    try:
-        raw = store.read(POINTER_FILE)
-    except NotFound:
-        return None
-    try:
-        version = json.loads(raw)["version"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise IndexMismatch(f"{store.uri}/{POINTER_FILE} is not a valid pointer: {exc}") from None
-    if not isinstance(version, str) or "/" in version or version in ("", ".", ".."):
-        raise IndexMismatch(f"{store.uri}/{POINTER_FILE} names an invalid version {version!r}")
-    return version
 
 
 def current_version(uri: str | Path) -> str | None:
@@ -136,11 +121,6 @@ def _data_keys(store: Store, prefix: str, partial: Path) -> list[str]:
     partial.mkdir(parents=True)
     (partial / MANIFEST_FILE).write_bytes(raw)
     return [prefix + n for n in files]
-
-
-def version_prefix(version: str | None) -> str:
-    """Where a version's files are under an index root (a direct version URI: the root)."""
-    return f"{VERSIONS_DIR}/{version}/" if version else ""
 
 
 class CelebrityPhotos:

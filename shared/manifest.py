@@ -13,17 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# Defined with the version pointer, whose readers raise it too without loading numpy;
+# imported from here by everything that reads an index.
+from shared.index_versions import IndexMismatch as IndexMismatch
 from shared.models import model_identity
 from shared.similarity import DistanceStats
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-
-
-class IndexMismatch(Exception):
-    """An index directory that cannot be used; the message says why."""
-
-
 
 
 @dataclass

@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from shared.index import Celebrity, CelebrityIndex, resolve_index_dir
+from shared.index import Celebrity, CelebrityIndex
+from shared.index_versions import resolve_index_dir
 from shared.manifest import IndexMismatch, Manifest
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.index import CelebrityIndex, resolve_index_dir
+from shared.index import CelebrityIndex
 from shared.index_store import current_version, fetch_index
+from shared.index_versions import resolve_index_dir
 from shared.storage import open_store
 from tests.conftest import REPO
 

@@ -19,7 +19,8 @@ from index_builder.publish import (
 )
 from index_builder.quality import QualityFilter, choose_face
 from shared.faces import Face, FaceQuality
-from shared.index import Celebrity, CelebrityIndex, resolve_index_dir
+from shared.index import Celebrity, CelebrityIndex
+from shared.index_versions import resolve_index_dir
 from shared.storage import open_store
 
 
@@ -163,6 +164,17 @@ def test_an_incomplete_version_is_never_made_current(tmp_path):
         activate(store, name)
     assert store.generation("current.json") == 0
     assert [(v.name, v.manifest) for v in list_versions(store)] == [(name, None)]
+
+
+def test_publishing_refuses_a_name_that_is_not_one_version(tmp_path):
+    store = open_store(tmp_path / "out")
+    stage = _stage(tmp_path, "v1", ["a"])
+    for name in ("../escape", "a/b", ".hidden", ""):
+        with pytest.raises(PublishError, match="not a version name"):
+            publish(store, stage, name)
+        with pytest.raises(PublishError, match="not a version name"):
+            activate(store, name)
+    assert list(store.list("")) == []  # nothing written, not even the pointer
 
 
 def test_build_refuses_bad_input_with_a_clear_message(tmp_path, capsys):
