@@ -120,30 +120,33 @@ def synthetic_index_dir() -> Path:
 
 
 def fill_storage(gcs_url: str, index_dir: Path, photos: int) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Models under models/ and the index published under index/ as version v1, with
+    `photos` of its celebrities' pictures."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from shared.index import POINTER_FILE, VERSIONS_DIR
+    from index_builder.publish import publish
     from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
+    from shared.storage import GcsStore
 
     client = storage.Client(project="bench", credentials=AnonymousCredentials(),
                             client_options={"api_endpoint": gcs_url})
     bucket = client.create_bucket(BUCKET)
     for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
         bucket.blob(f"models/{name}").upload_from_filename(str(packaged_model_dir() / name))
-    for path in sorted(index_dir.rglob("*")):
-        if path.is_file():
-            key = path.relative_to(index_dir).as_posix()
-            bucket.blob(f"index/{VERSIONS_DIR}/v1/{key}").upload_from_filename(str(path))
     # A published index holds a picture per celebrity (about 20 KB each); the worker
-    # fetches one when a reply first shows it.
-    picture = (GALLERY_PICTURE.read_bytes() * 2)[:20_000]
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: bucket.blob(f"index/{VERSIONS_DIR}/v1/photos/c{i:05d}.jpg")
-                      .upload_from_string(picture), range(photos)))
-    bucket.blob(f"index/{POINTER_FILE}").upload_from_string(json.dumps({"version": "v1"}))
+    # fetches one when a reply first shows it. The version is staged from links to the
+    # cached index files and to one picture.
+    with tempfile.TemporaryDirectory(prefix="cold-start-version-") as tmp:
+        picture, stage = Path(tmp) / "picture.jpg", Path(tmp) / "v1"
+        picture.write_bytes((GALLERY_PICTURE.read_bytes() * 2)[:20_000])
+        (stage / "photos").mkdir(parents=True)
+        for file in index_dir.iterdir():
+            if file.is_file():
+                (stage / file.name).symlink_to(file)
+        for i in range(photos):
+            (stage / "photos" / f"c{i:05d}.jpg").symlink_to(picture)
+        publish(GcsStore(BUCKET, "index", client=client), stage, "v1")
 
 
 def run_child(mode: str, gcs_url: str) -> dict[str, float]:

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from index_builder.publish import publish
 from shared.config import DEMO_GALLERY, REPO_ROOT, Settings
-from shared.index import POINTER_FILE, VERSIONS_DIR
 from shared.jobs import Job
 from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
+from shared.storage import GcsStore
 from stack.bot_api import BotApiServer, SentMessage
 from stack.emulators import (
     Emulator,
@@ -218,10 +219,8 @@ def _pubsub_clients(host: str) -> tuple[Any, Any]:
 
 
 def setup_storage(gcs_url: str, options: StackOptions) -> None:
-    """The bucket, the model files under models/ and the demo gallery published as
-    index version "demo" (versions/demo/ and the current.json pointer)."""
-    import json
-
+    """The bucket, the model files under models/ and the demo gallery published under
+    index/ as version "demo", as the index builder publishes."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -231,12 +230,7 @@ def setup_storage(gcs_url: str, options: StackOptions) -> None:
     models = packaged_model_dir()
     for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
         bucket.blob(f"models/{name}").upload_from_filename(str(models / name))
-    for path in sorted(DEMO_GALLERY.rglob("*")):
-        if path.is_file():
-            key = path.relative_to(DEMO_GALLERY).as_posix()
-            bucket.blob(f"index/{VERSIONS_DIR}/demo/{key}").upload_from_filename(str(path))
-    bucket.blob(f"index/{POINTER_FILE}").upload_from_string(
-        json.dumps({"version": "demo"}), content_type="application/json")
+    publish(GcsStore(options.bucket, "index", client=client), DEMO_GALLERY, "demo")
 
 
 def setup_pubsub(stack_host: str, options: StackOptions, push_endpoint: str,

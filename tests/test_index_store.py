@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from index_builder.publish import activate, publish
 from shared.index import Celebrity, CelebrityIndex
 from shared.index_store import (
     CelebrityPhotos,
@@ -29,10 +30,7 @@ def _publish(tmp_path, store, version: str, names: list[str],
     for name, data in pictures.items():
         (local / "photos").mkdir(exist_ok=True)
         (local / "photos" / f"{name}.jpg").write_bytes(data)
-    for file in local.rglob("*"):
-        if file.is_file():
-            store.write(f"versions/{version}/{file.relative_to(local)}", file.read_bytes())
-    store.write("current.json", json.dumps({"version": version}).encode())
+    publish(store, local, version)
 
 
 def test_fetch_follows_the_pointer_and_caches(tmp_path, gcs_bucket):
@@ -105,7 +103,7 @@ def test_a_pruned_version_gets_no_pictures_written_back(tmp_path, gcs_bucket):
     prune_cache(tmp_path / "cache", keep=new)
     assert photos(Celebrity(id="ann", name="Ann", photo="photos/ann.jpg")) == b"ann v1"
     assert not old.exists()
-    store.write("current.json", json.dumps({"version": "v1"}).encode())  # roll back
+    activate(store, "v1")  # roll back
     version, again = fetch_current(uri, tmp_path / "cache", photos=False)
     assert version == "v1" and CelebrityIndex.load(again).manifest.celebrities == 2
 

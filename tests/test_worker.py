@@ -19,6 +19,7 @@ from cloudevents.http import CloudEvent
 from telegram.error import NetworkError
 
 from functions import worker
+from index_builder.publish import activate, publish
 from shared.config import DEMO_GALLERY
 from shared.jobs import Job
 from shared.markers import MarkerBusy, Markers
@@ -41,16 +42,8 @@ def bucket(gcs_emulator) -> str:
     store = GcsStore(name)
     for model in (LANDMARKS_FILE, DESCRIPTOR_FILE):
         store.write(f"models/{model}", (packaged_model_dir() / model).read_bytes())
-    publish_gallery(store, "v1")
+    publish(GcsStore(name, "index"), DEMO_GALLERY, "v1")
     return name
-
-
-def publish_gallery(store: GcsStore, version: str) -> None:
-    for path in sorted(DEMO_GALLERY.rglob("*")):
-        if path.is_file():
-            key = path.relative_to(DEMO_GALLERY).as_posix()
-            store.write(f"index/versions/{version}/{key}", path.read_bytes())
-    store.write("index/current.json", json.dumps({"version": version}).encode())
 
 
 @pytest.fixture(scope="module")
@@ -326,12 +319,12 @@ def test_index_refresh_swaps_in_a_new_version(env, api, bucket, cache_dir, monke
                                               labelled, caplog) -> None:
     monkeypatch.setenv("LOOKALIKE_INDEX_REFRESH_SECONDS", "0")
     worker.reset_for_tests()
-    store = GcsStore(bucket)
+    index = GcsStore(bucket, "index")
     job = job_for(photo(api, labelled["Barack_Obama"][-1]))
     worker.handle_event(pubsub_event(job.to_bytes()))
     version = worker._get_instance().assets.get().index_version
     assert version == "v1"
-    publish_gallery(store, "v2")
+    publish(index, DEMO_GALLERY, "v2")
     try:
         with caplog.at_level(logging.INFO):
             worker.handle_event(pubsub_event(job_for(photo(api, labelled["Barack_Obama"][-1]))
@@ -341,4 +334,4 @@ def test_index_refresh_swaps_in_a_new_version(env, api, bucket, cache_dir, monke
         assert any("replaces" in r.getMessage() for r in caplog.records)
         assert [m.method for m in api.sent] == ["sendPhoto", "sendPhoto"]
     finally:
-        store.write("index/current.json", json.dumps({"version": "v1"}).encode())
+        activate(index, "v1")
