@@ -72,8 +72,9 @@ class BuildConfig:
 class BuildResult:
     version: str
     switch: SwitchResult
-    summary: dict[str, Any]
-    report: dict[str, Any]
+    summary: dict[str, Any]  # as saved in the version's manifest (build.summary)
+    report: dict[str, Any]  # as saved in the version's report.json
+    publish_seconds: float = 0.0  # after the summary was saved: not part of it
 
 
 def _bar(config: BuildConfig, total: int, desc: str, unit: str) -> tqdm:
@@ -160,12 +161,12 @@ def assemble(config: BuildConfig, catalog: Catalog, results: pd.DataFrame, stage
     return index, {"duplicates": duplicates}
 
 
-def _summary(results: pd.DataFrame, photos_seen: int, index: CelebrityIndex | None,
-             duplicates: int, seconds: float) -> dict[str, Any]:
+def _summary(results: pd.DataFrame, found: dict[str, Any], index: CelebrityIndex,
+             duplicates: int, step_seconds: float, seconds: float) -> dict[str, Any]:
     fresh = results[~results["from_cache"] & (results["status"] != FAILED)]
     rejected = results[results["status"] == REJECTED]
     return {
-        "photos_seen": photos_seen,
+        "photos_seen": found["photos_listed"] + len(found["ignored_files"]),
         "photos_of_catalogue": len(results),
         "embedded": len(fresh),
         "cached": int(results["from_cache"].sum()),
@@ -173,90 +174,122 @@ def _summary(results: pd.DataFrame, photos_seen: int, index: CelebrityIndex | No
         "rejected": dict(sorted(Counter(rejected["reason"]).items())),
         "failed": int((results["status"] == FAILED).sum()),
         "duplicates_collapsed": duplicates,
-        "celebrities_indexed": len(index.celebrities) if index else 0,
-        "entries": len(index) if index else 0,
-        "recall": dict(index.manifest.recall) if index else {},
+        "celebrities_indexed": len(index.celebrities),
+        "entries": len(index),
+        "recall": dict(index.manifest.recall),
         "build_seconds": round(seconds, 1),
+        "step_seconds": round(step_seconds, 1),
     }
 
 
-def version_name(index_dir: Path, now: datetime) -> str:
+def version_name(index: CelebrityIndex, now: datetime) -> str:
     """`<UTC timestamp>-<content hash>`: sorts by time, tells builds apart."""
     digest = hashlib.sha256()
-    for name in ("descriptors.npy", "entries.npy", "celebrities.json"):
-        digest.update((index_dir / name).read_bytes())
+    digest.update(index.descriptors.tobytes())
+    digest.update(index.entry_celebrity.tobytes())
+    digest.update(json.dumps([c.to_record() for c in index.celebrities], sort_keys=True,
+                             ensure_ascii=False).encode())
     return f"{now:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:8]}"
 
 
 def run_build(config: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
-    started = time.monotonic()
-    now = datetime.now(UTC)
+    """Build an index version from the catalogue and photos, publish it and say what was
+    done: the summary returned is the one saved in the version's manifest."""
+    started, now = time.monotonic(), datetime.now(UTC)
+    catalog, rows, found = _plan(config, log)
+    options = EmbedOptions(photos_uri=config.photos, cache_uri=config.cache_uri,
+                           jitters=config.jitters, rule=config.rule)
+    step_started = time.monotonic()
+    results = _embed(config, rows, options)
+    step_seconds = time.monotonic() - step_started
+    with tempfile.TemporaryDirectory(prefix="index-version-") as tmp:
+        stage = Path(tmp)
+        index, extra = assemble(config, catalog, results, stage, options.namespace())
+        index.manifest.recall = measure_recall(index, config.recall_sample)
+        report = _report(config, catalog, rows, found, results, index, extra["duplicates"])
+        summary = _summary(results, found, index, len(extra["duplicates"]), step_seconds,
+                           time.monotonic() - started)
+        name = version_name(index, now)
+        index.manifest.build = _build_notes(config, options, name, summary)
+        _stage(index, report, stage)
+        publish_started = time.monotonic()
+        switch = _publish(config, stage, name)
+    return BuildResult(name, switch, summary, report,
+                       publish_seconds=round(time.monotonic() - publish_started, 1))
+
+
+def _plan(config: BuildConfig,
+          log: Callable[[str], None]) -> tuple[Catalog, pd.DataFrame, dict[str, Any]]:
+    """The catalogue and the photos of its celebrities; BuildError when there are none."""
     catalog = load_catalog(config.catalog)
-    photos = open_store(config.photos)
-    rows, found = plan_rows(catalog, photos)
+    rows, found = plan_rows(catalog, open_store(config.photos))
     log(f"catalogue: {len(catalog.celebrities)} celebrities"
         f" ({len(catalog.problems)} rows skipped); photos: {found['photos_listed']} listed,"
         f" {len(rows)} of catalogue celebrities")
-
     if found["photos_listed"] == 0:
         raise BuildError(f"no photos found in {config.photos} "
                          "(expected <id>/<any>.jpg or <id>.jpg)")
     if rows.empty:
         raise BuildError(f"none of the {found['photos_listed']} photos belongs to a catalogue "
                          "celebrity (a photo's id is its folder name or file stem)")
-    options = EmbedOptions(photos_uri=config.photos, cache_uri=config.cache_uri,
-                           jitters=config.jitters, rule=config.rule)
-    step_started = time.monotonic()
+    return catalog, rows, found
+
+
+def _embed(config: BuildConfig, rows: pd.DataFrame, options: EmbedOptions) -> pd.DataFrame:
+    """The per-photo step on the engine; BuildError when too many photos failed on storage."""
     with _bar(config, len(rows), f"photos ({config.engine.name})", "photo") as bar:
         results = run_step(rows, options.to_json(), config.engine, bar.update)
-    step_seconds = time.monotonic() - step_started
     failed = results[results["status"] == FAILED]
     if len(failed) > config.max_failed_share * max(1, len(results)):
         raise BuildError(f"{len(failed)} of {len(results)} photos could not be read or cached "
                          "(storage errors after retries): nothing published, run again later")
+    return results
 
-    with tempfile.TemporaryDirectory(prefix="index-version-") as tmp:
-        stage = Path(tmp)
-        index, extra = assemble(config, catalog, results, stage, options.namespace())
-        index.manifest.recall = measure_recall(index, config.recall_sample)
-        problems = results[results["status"] != OK]
-        indexed = {c.id for c in index.celebrities}
-        report = {
-            "catalogue": {"file": str(config.catalog), "celebrities": len(catalog.celebrities),
-                          "skipped_rows": catalog.problems},
-            "photos": config.photos,
-            **found,
-            "celebrities_without_usable_photos": sorted(
-                set(rows["celebrity"]) - indexed),
-            "rejected": problems[["photo", "celebrity", "reason"]].to_dict("records"),
-            "duplicates_collapsed": extra["duplicates"],
-        }
-        summary = _summary(results, found["photos_listed"] + len(found["ignored_files"]),
-                           index, len(extra["duplicates"]), time.monotonic() - started)
-        summary["step_seconds"] = round(step_seconds, 1)
-        index.manifest.build = {
-            "engine": config.engine.name, "workers": config.engine.worker_count,
-            "num_jitters": config.jitters, "quality_filter": config.rule.to_dict(),
-            "duplicate_distance": config.duplicate_distance,
-            "distance_stats": "mean/std of distances between entries of different "
-                              "celebrities: all pairs up to 200,000, else a seeded "
-                              "random sample of 200,000 pairs",
-            "recall": "HNSW vs exact search, leave-self-out, on a seeded sample",
-            "catalog": str(config.catalog), "photos": config.photos,
-            "cache_namespace": options.namespace(), "summary": summary,
-        }
-        index.save(stage)
-        (stage / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-        # The manifest names the version too: written again, last, after everything else.
-        name = version_name(stage, now)
-        index.manifest.build["version"] = name
-        index.manifest.write(stage)
-        store = open_store(config.out)
-        files = sum(1 for p in stage.rglob("*") if p.is_file())
-        with _bar(config, files, "upload", "file") as bar:
-            switch = publish(store, stage, name, config.keep, bar.update)
-    summary["build_seconds"] = round(time.monotonic() - started, 1)
-    return BuildResult(name, switch, summary, report)
+
+def _report(config: BuildConfig, catalog: Catalog, rows: pd.DataFrame, found: dict[str, Any],
+            results: pd.DataFrame, index: CelebrityIndex,
+            duplicates: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the version's report.json lists: skipped rows, unknown ids, rejected photos."""
+    problems = results[results["status"] != OK]
+    indexed = {c.id for c in index.celebrities}
+    return {
+        "catalogue": {"file": str(config.catalog), "celebrities": len(catalog.celebrities),
+                      "skipped_rows": catalog.problems},
+        "photos": config.photos,
+        **found,
+        "celebrities_without_usable_photos": sorted(set(rows["celebrity"]) - indexed),
+        "rejected": problems[["photo", "celebrity", "reason"]].to_dict("records"),
+        "duplicates_collapsed": duplicates,
+    }
+
+
+def _build_notes(config: BuildConfig, options: EmbedOptions, name: str,
+                 summary: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's `build`: how the version was made, its name and its summary."""
+    return {
+        "engine": config.engine.name, "workers": config.engine.worker_count,
+        "num_jitters": config.jitters, "quality_filter": config.rule.to_dict(),
+        "duplicate_distance": config.duplicate_distance,
+        "distance_stats": "mean/std of distances between entries of different "
+                          "celebrities: all pairs up to 200,000, else a seeded "
+                          "random sample of 200,000 pairs",
+        "recall": "HNSW vs exact search, leave-self-out, on a seeded sample",
+        "catalog": str(config.catalog), "photos": config.photos,
+        "cache_namespace": options.namespace(), "summary": summary, "version": name,
+    }
+
+
+def _stage(index: CelebrityIndex, report: dict[str, Any], stage: Path) -> None:
+    """Write the version into `stage` (beside the crops `assemble` put there), its
+    manifest last and once."""
+    (stage / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    index.save(stage)
+
+
+def _publish(config: BuildConfig, stage: Path, name: str) -> SwitchResult:
+    files = sum(1 for p in stage.rglob("*") if p.is_file())
+    with _bar(config, files, "upload", "file") as bar:
+        return publish(open_store(config.out), stage, name, config.keep, bar.update)
 
 
 def format_summary(result: BuildResult, out: str) -> str:
@@ -277,6 +310,7 @@ def format_summary(result: BuildResult, out: str) -> str:
         f"index: {s['celebrities_indexed']} celebrities, {s['entries']} entries;"
         f" recall@1 {recall.get('at_1', 1.0):.3f}, recall@10 {recall.get('at_10', 1.0):.3f}"
         f" ({int(recall.get('queries', 0))} queries)",
-        f"time: {s['build_seconds']:.1f} s (per-photo step {s['step_seconds']:.1f} s)",
+        f"time: {s['build_seconds']:.1f} s (per-photo step {s['step_seconds']:.1f} s),"
+        f" then {result.publish_seconds:.1f} s to publish",
     ]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ checked does not depend on jitters.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,6 +174,24 @@ def test_engines_build_identical_indexes(small_set, engine):
     assert "6 embedded" in run.stdout
     _same_contents(small_set["native"], out)
     assert CelebrityIndex.load(out).manifest.build["engine"] == engine
+
+
+def test_the_printed_summary_is_the_saved_one(small_set, tmp_path):
+    from index_builder.build import BuildResult, format_summary
+    from index_builder.publish import SwitchResult
+
+    out = tmp_path / "out"
+    run = _build(small_set["root"] / "catalog.json", str(small_set["root"] / "photos"),
+                 str(out), "--jitters", "2", "--cache", str(small_set["native"] / "cache"))
+    version = resolve_index_dir(out)
+    saved = CelebrityIndex.load(out).manifest.build
+    assert saved["version"] == version.name and saved["summary"]["cached"] == 6
+    report = json.loads((version / "report.json").read_text())
+    # Publishing comes after the summary is saved: its time is printed beside it.
+    publish_seconds = float(re.findall(r"then (\d+\.\d) s to publish", run.stdout)[-1])
+    printed = format_summary(BuildResult(version.name, SwitchResult(True, version.name),
+                                         saved["summary"], report, publish_seconds), str(out))
+    assert run.stdout.strip() == printed
 
 
 def _stage_copy(source: Path, target: Path) -> Path:
