@@ -23,7 +23,8 @@ from shared.config import Settings
 
 def detection_side(settings: Settings) -> int:
     """The longest side above which a larger copy finds no relatively smaller face."""
-    return round(settings.min_face_px / settings.min_face_fraction)
+    detection = settings.detection
+    return round(detection.min_face_px / detection.min_face_fraction)
 
 
 def choose_photo_size(sizes: Sequence[PhotoSize], min_side: int) -> PhotoSize:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from index_builder.quality import QualityFilter, choose_face
+from shared.detection import BUILDER_DETECTION, DetectionSettings
 from shared.images import ImageError, ImageTooLarge, decode_image, encode_jpeg
 from shared.models import (
     FaceModels,
@@ -59,9 +60,7 @@ class EmbedOptions:
     cache_uri: str
     jitters: int = 0
     rule: QualityFilter = field(default_factory=QualityFilter)
-    max_image_pixels: int = 40_000_000
-    min_face_px: int = 40
-    min_face_fraction: float = 1 / 16
+    detection: DetectionSettings = BUILDER_DETECTION
     attempts: int = 3  # reads and writes of storage, with backoff between them
 
     def to_json(self) -> str:
@@ -71,14 +70,19 @@ class EmbedOptions:
     @classmethod
     def from_json(cls, text: str) -> EmbedOptions:
         raw = json.loads(text)
-        return cls(**{**raw, "rule": QualityFilter(**raw["rule"])})
+        return cls(**{**raw, "rule": QualityFilter(**raw["rule"]),
+                      "detection": DetectionSettings(**raw["detection"])})
 
     def namespace(self) -> str:
         """What a cached result depends on, as a short hash."""
+        detection = asdict(self.detection)
+        # The coarse pass and the threshold became options later: left out at the
+        # builder's own values, so the caches of earlier builds stay valid.
+        for name in ("coarse_face_fraction", "detect_threshold"):
+            if detection[name] == getattr(BUILDER_DETECTION, name):
+                del detection[name]
         key = {"format": CACHE_FORMAT, "models": model_identity(), "jitters": self.jitters,
-               "rule": asdict(self.rule), "max_image_pixels": self.max_image_pixels,
-               "min_face_px": self.min_face_px, "min_face_fraction": self.min_face_fraction,
-               "crop": CROP_SIZE}
+               "rule": asdict(self.rule), **detection, "crop": CROP_SIZE}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -137,15 +141,13 @@ def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], 
     from shared.render import face_crop
 
     try:
-        image = decode_image(data, options.max_image_pixels)
+        image = decode_image(data, options.detection.max_image_pixels)
     except ImageTooLarge:
         return {"status": REJECTED, "reason": TOO_LARGE}, None
     except ImageError:
         return {"status": REJECTED, "reason": UNREADABLE}, None
     scan = find_faces(image, photo_models(options.jitters), jitters=options.jitters,
-                      min_face_px=options.min_face_px,
-                      min_face_fraction=options.min_face_fraction,
-                      coarse_face_fraction=None)  # every face, so the filter sees crowds
+                      detection=options.detection)
     face, reason = choose_face(scan.faces, options.rule)
     if face is None:
         return {"status": REJECTED, "reason": reason}, None

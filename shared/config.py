@@ -7,8 +7,11 @@ variables in the function's deployment (see `infra/`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
+from typing import Any
+
+from shared.detection import DEFAULT_DETECTION, DetectionSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_GALLERY = REPO_ROOT / "demo" / "gallery"
@@ -19,17 +22,9 @@ class Settings:
     # Where the celebrity index lives: a local directory or gs://bucket/prefix,
     # either an index builder output root (followed through its pointer) or one version.
     index_uri: str = str(DEMO_GALLERY)
-    # Images with more pixels than this are refused before decoding (decompression bombs).
-    max_image_pixels: int = 40_000_000
-    # Faces smaller than both limits may be missed; see shared/faces.py for how they set the
-    # detection scale.
-    min_face_px: int = 40
-    min_face_fraction: float = 1 / 16
-    # A first, cheaper pass looks for faces of at least this share of the longest side;
-    # 0 turns it off (see shared/faces.py).
-    coarse_face_fraction: float = 1 / 8
-    # dlib detector score threshold (0 is dlib's default).
-    detect_threshold: float = 0.0
+    # What photos are accepted and which faces are looked for; each field reads from its
+    # own variable, e.g. LOOKALIKE_MIN_FACE_PX (shared/detection.py).
+    detection: DetectionSettings = DEFAULT_DETECTION
     # Celebrities listed per face.
     top_k: int = 3
     # Similarity is never reported below this share.
@@ -83,17 +78,27 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         """Build settings from `LOOKALIKE_*` variables, e.g. LOOKALIKE_INDEX_URI."""
-        values = {}
-        for f in fields(cls):
-            raw = os.environ.get("LOOKALIKE_" + f.name.upper())
-            if raw is None:
-                continue
-            kind = type(f.default)
-            if kind is tuple:
-                values[f.name] = tuple(item.strip() for item in raw.split(",") if item.strip())
-                continue
-            values[f.name] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
-        return cls(**values)
+        return _from_env(cls)
+
+
+def _from_env(cls: Any) -> Any:
+    """A dataclass from `LOOKALIKE_<FIELD>` variables; a field that is itself a dataclass
+    (the detection settings) reads its fields the same way, by their own names."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        default: Any = f.default
+        if is_dataclass(default):
+            values[f.name] = _from_env(type(default))
+            continue
+        raw = os.environ.get("LOOKALIKE_" + f.name.upper())
+        if raw is None:
+            continue
+        kind = type(default)
+        if kind is tuple:
+            values[f.name] = tuple(item.strip() for item in raw.split(",") if item.strip())
+            continue
+        values[f.name] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
+    return cls(**values)
 
 
 def bot_token() -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from shared.detection import DEFAULT_DETECTION, DetectionSettings
 from shared.models import FaceModels, load_models
 
 DETECTOR_WINDOW_PX = 80
@@ -72,14 +73,16 @@ class FaceScan:
     faces: list[Face]
 
 
-def detection_plan(height: int, width: int, min_face_px: int = 40,
-                   min_face_fraction: float = 1 / 16) -> DetectionPlan:
-    """Choose the detection scale that makes the smallest wanted face 80 px wide.
+def detection_plan(height: int, width: int,
+                   detection: DetectionSettings = DEFAULT_DETECTION, *,
+                   coarse: bool = False) -> DetectionPlan:
+    """Choose the detection scale that makes the smallest wanted face 80 px wide, for the
+    fine pass or, with `coarse`, the coarse one.
 
     Scales above 1 use dlib's own 2× upsampling (as the classic upsample-1 pipeline
     does) on an image first reduced by half the scale.
     """
-    smallest = max(float(min_face_px), min_face_fraction * max(height, width))
+    smallest = detection.smallest_face(max(height, width), coarse=coarse)
     scale = min(DETECTOR_WINDOW_PX / smallest, 2.0)
     if scale > 1.0:
         return DetectionPlan(scale=scale / 2.0, upsample=1)
@@ -102,7 +105,7 @@ def grayscale(image: np.ndarray) -> np.ndarray:
 
 
 def detect_faces(models: FaceModels, image: np.ndarray, plan: DetectionPlan,
-                 threshold: float = 0.0) -> list[tuple[Box, float]]:
+                 threshold: float) -> list[tuple[Box, float]]:
     """Run the HOG detector as planned; boxes come back in full-resolution coordinates.
 
     `image` may be RGB or grayscale; `locate_faces` passes grayscale.
@@ -126,21 +129,19 @@ def detect_faces(models: FaceModels, image: np.ndarray, plan: DetectionPlan,
     return found
 
 
-def locate_faces(models: FaceModels, image: np.ndarray, *, min_face_px: int = 40,
-                 min_face_fraction: float = 1 / 16, coarse_face_fraction: float | None = 1 / 8,
-                 threshold: float = 0.0) -> list[tuple[Box, float]]:
-    """Face boxes with detector scores, coarse pass first (see the module's docstring).
-
-    `coarse_face_fraction=None` runs the fine pass alone, as the index builder does.
-    """
+def locate_faces(models: FaceModels, image: np.ndarray,
+                 detection: DetectionSettings = DEFAULT_DETECTION) -> list[tuple[Box, float]]:
+    """Face boxes with detector scores, coarse pass first unless `detection` turns it off
+    (see the module's docstring)."""
     image = grayscale(image)
     height, width = image.shape[:2]
-    fine = detection_plan(height, width, min_face_px, min_face_fraction)
-    if coarse_face_fraction:
-        coarse = detection_plan(height, width, min_face_px, coarse_face_fraction)
+    threshold = detection.detect_threshold
+    fine = detection_plan(height, width, detection)
+    if detection.coarse:
+        coarse = detection_plan(height, width, detection, coarse=True)
         if coarse != fine:
             found = detect_faces(models, image, coarse, threshold)
-            limit = COARSE_MARGIN * max(min_face_px, coarse_face_fraction * max(height, width))
+            limit = COARSE_MARGIN * detection.smallest_face(max(height, width), coarse=True)
             if found and min(box[2] - box[0] for box, _ in found) >= limit:
                 return found
     return detect_faces(models, image, fine, threshold)
@@ -182,8 +183,7 @@ def face_quality(box: Box, points: tuple[tuple[float, float], ...], score: float
 
 
 def find_faces(image: np.ndarray, models: FaceModels | None = None, *, jitters: int = 0,
-               min_face_px: int = 40, min_face_fraction: float = 1 / 16,
-               coarse_face_fraction: float | None = 1 / 8, threshold: float = 0.0,
+               detection: DetectionSettings = DEFAULT_DETECTION,
                try_rotations: bool = True) -> FaceScan:
     """Every face in an RGB uint8 image, largest first, with descriptors.
 
@@ -194,9 +194,7 @@ def find_faces(image: np.ndarray, models: FaceModels | None = None, *, jitters: 
     rotations = ROTATIONS if try_rotations else (0,)
     for rotation in rotations:
         turned = image if rotation == 0 else np.ascontiguousarray(np.rot90(image, rotation // 90))
-        found = locate_faces(models, turned, min_face_px=min_face_px,
-                             min_face_fraction=min_face_fraction,
-                             coarse_face_fraction=coarse_face_fraction, threshold=threshold)
+        found = locate_faces(models, turned, detection)
         if found:
             faces = [describe_face(models, turned, box, score, jitters) for box, score in found]
             faces.sort(key=lambda f: f.quality.width * f.quality.height, reverse=True)

@@ -12,8 +12,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Pillow's own bomb check stays on as a backstop; ours runs first with the configured limit.
-DEFAULT_MAX_PIXELS = 40_000_000
+from shared.detection import DEFAULT_DETECTION
 
 
 class ImageError(Exception):
@@ -34,14 +33,15 @@ class ImageTooLarge(ImageError):
     code = "image_too_large"
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes,
+                 max_pixels: int = DEFAULT_DETECTION.max_image_pixels) -> np.ndarray:
     """Decode image bytes into an upright RGB uint8 array of shape (height, width, 3).
 
     Applies the EXIF orientation, takes the first frame of animations, flattens
     transparency on white and maps 16-bit, palette, grayscale and CMYK images to RGB.
     Raises `UnreadableImage` for empty, non-image or truncated data and
     `ImageTooLarge` when width × height exceeds `max_pixels` (checked from the
-    header, before any pixel is decoded).
+    header, before any pixel is decoded). Pillow's own bomb check stays on as a backstop.
     """
     if not data:
         raise UnreadableImage("the file is empty")

@@ -37,11 +37,8 @@ def match_photo(data: bytes, index: CelebrityIndex, models: FaceModels | None = 
                 settings: Settings | None = None) -> PhotoMatches:
     """Look-alikes of every face in a photo. Raises `shared.images.ImageError`."""
     settings = settings or Settings()
-    image = decode_image(data, settings.max_image_pixels)
-    scan = find_faces(image, models, min_face_px=settings.min_face_px,
-                      min_face_fraction=settings.min_face_fraction,
-                      coarse_face_fraction=settings.coarse_face_fraction or None,
-                      threshold=settings.detect_threshold)
+    image = decode_image(data, settings.detection.max_image_pixels)
+    scan = find_faces(image, models, detection=settings.detection)
     return match_scan(scan, index, settings.top_k, settings.similarity_floor)
 
 

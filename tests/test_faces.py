@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.detection import DEFAULT_DETECTION, OFF, DetectionSettings
 from shared.faces import DetectionPlan, detection_plan, face_quality, find_faces, locate_faces
 from shared.images import ImageError, decode_image
 
@@ -18,6 +19,41 @@ def test_plan_scales_large_photos_down_to_the_smallest_wanted_face():
     assert plan.upsample == 0 and plan.scale == pytest.approx(80 / 250)
     plan = detection_plan(600, 800)  # 50 px -> needs 1.6x: upsample on a 0.8 copy
     assert plan.upsample == 1 and plan.scale == pytest.approx(0.8)
+
+
+def test_detection_defaults_are_the_settings_defaults():
+    from shared.config import Settings
+
+    # One declaration: the bot's settings and the pipeline's default are the same object.
+    assert Settings().detection is DEFAULT_DETECTION
+    assert (DEFAULT_DETECTION.min_face_px, DEFAULT_DETECTION.min_face_fraction) == (40, 1 / 16)
+    assert DEFAULT_DETECTION.max_image_pixels == 40_000_000
+    # 40 px floor up to 640 px, then 1/16 of the side; the coarse pass looks for 1/8.
+    assert DEFAULT_DETECTION.smallest_face(320) == 40.0
+    assert DEFAULT_DETECTION.smallest_face(1280) == 80.0
+    assert DEFAULT_DETECTION.smallest_face(1280, coarse=True) == 160.0
+    assert detection_plan(960, 1280, coarse=True) == DetectionPlan(scale=0.5, upsample=0)
+
+
+def test_coarse_pass_off_is_one_value_from_the_environment_to_the_builder(monkeypatch):
+    from index_builder.embedding import EmbedOptions
+    from shared.config import Settings
+    from shared.detection import BUILDER_DETECTION
+
+    assert DEFAULT_DETECTION.coarse and not BUILDER_DETECTION.coarse
+    assert BUILDER_DETECTION.coarse_face_fraction == OFF
+    monkeypatch.setenv("LOOKALIKE_COARSE_FACE_FRACTION", "0")
+    monkeypatch.setenv("LOOKALIKE_MIN_FACE_PX", "32")
+    from_env = Settings.from_env().detection
+    assert from_env == DetectionSettings(min_face_px=32, coarse_face_fraction=OFF)
+    assert not from_env.coarse
+    options = EmbedOptions("photos", "cache")
+    assert options.detection == BUILDER_DETECTION
+    assert EmbedOptions.from_json(options.to_json()) == options
+    # The builder's cache namespace changes with what changes a result, and only then.
+    coarse = EmbedOptions("photos", "cache", detection=DEFAULT_DETECTION)
+    assert coarse.namespace() != options.namespace()
+    assert EmbedOptions("elsewhere", "cache2").namespace() == options.namespace()
 
 
 def test_quality_measures_roll_and_eye_distance():
@@ -74,7 +110,7 @@ def test_descriptors_come_from_full_resolution(faces_dir, models):
     # the classic full-resolution plan.
     image = decode_image((faces_dir / "hard" / "obama_1080p.jpg").read_bytes())
     fast = find_faces(image, models).faces[0]
-    classic = find_faces(image, models, min_face_fraction=0.0).faces[0]
+    classic = find_faces(image, models, detection=DetectionSettings(min_face_fraction=0.0)).faces[0]
     assert np.linalg.norm(fast.descriptor - classic.descriptor) < 0.15
 
 
@@ -104,7 +140,7 @@ def test_coarse_pass_loses_no_face_of_the_fine_pass(faces_dir, models):
     coarse_only = photos = 0
     for photo, image in _photos(faces_dir):
         photos += 1
-        fine = locate_faces(models, image, coarse_face_fraction=None)
+        fine = locate_faces(models, image, DEFAULT_DETECTION.fine_only())
         both = locate_faces(models, image)
         for box, _ in fine:
             if (photo.relative_to(faces_dir).as_posix(), box[0], box[1]) in NOT_FACES:

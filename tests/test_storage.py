@@ -31,4 +31,4 @@ def test_settings_read_environment(monkeypatch):
     monkeypatch.setenv("LOOKALIKE_MIN_FACE_FRACTION", "0.1")
     settings = Settings.from_env()
     assert settings.top_k == 5 and settings.index_uri == "gs://bucket/index"
-    assert settings.min_face_fraction == 0.1 and settings.max_job_age_seconds == 600
+    assert settings.detection.min_face_fraction == 0.1 and settings.max_job_age_seconds == 600
