@@ -18,11 +18,12 @@ import sys
 import traceback
 from typing import Any
 
+from shared.instance import Lazy
+
 REDACTED = "<redacted>"
 _SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
              logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
 _secrets: list[str] = []
-_installed = False
 
 
 class JsonFormatter(logging.Formatter):
@@ -88,7 +89,6 @@ def setup_logging(*secrets: str) -> None:
 
     Idempotent: repeated calls only add secrets.
     """
-    global _installed
     for secret in secrets:
         if secret and secret not in _secrets:
             _secrets.append(secret)
@@ -98,18 +98,35 @@ def setup_logging(*secrets: str) -> None:
     # Every call, not only the first: something in the process may have raised the level.
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
-    if _installed:
-        return
-    _installed = True
-    current = logging.getLogRecordFactory()
-    if not getattr(current, "redacting", False):
-        logging.setLogRecordFactory(_redacting_factory(current))
-    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        handler = _StdoutHandler()
-        handler.setLevel(logging.INFO)
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
-    # Request lines are noise at INFO (and would carry the token if redaction failed);
-    # nmslib announces each of its spaces at INFO when the index is loaded.
-    for name in ("httpx", "httpcore", "nmslib"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    installation.get()
+
+
+class _Installation:
+    """What `setup_logging` changed in the process, so that a reset can undo it."""
+
+    def __init__(self) -> None:
+        self.factory = logging.getLogRecordFactory()
+        if not getattr(self.factory, "redacting", False):
+            logging.setLogRecordFactory(_redacting_factory(self.factory))
+        root = logging.getLogger()
+        self.handler: logging.Handler | None = None
+        if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+            self.handler = _StdoutHandler()
+            self.handler.setLevel(logging.INFO)
+            self.handler.setFormatter(JsonFormatter())
+            root.addHandler(self.handler)
+        # Request lines are noise at INFO (and would carry the token if redaction
+        # failed); nmslib announces each of its spaces at INFO when the index is loaded.
+        for name in ("httpx", "httpcore", "nmslib"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    def undo(self) -> None:
+        logging.setLogRecordFactory(self.factory)
+        if self.handler is not None:
+            logging.getLogger().removeHandler(self.handler)
+        _secrets.clear()
+
+
+# Once per process; `installation.reset()` takes the handler, the redaction and the
+# secrets away again.
+installation = Lazy(_Installation, close=_Installation.undo)

@@ -14,16 +14,16 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from telegram import Update
 
-from functions.publisher import Publisher, PublishError, default_publisher
+from functions.publisher import Publisher, PublishError, PubSubPublisher
 from functions.structured_logging import setup_logging
 from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
 from shared.config import Settings, webhook_secret
+from shared.instance import Lazy
 from shared.jobs import MalformedJob
 
 if TYPE_CHECKING:
@@ -37,23 +37,15 @@ Response = tuple[str, int, dict[str, str]]
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 _logger = logging.getLogger(__name__)
-_settings: Settings | None = None
-_settings_lock = threading.Lock()
-
-
-def settings() -> Settings:
-    """The instance's settings, read from the environment once."""
-    global _settings
-    with _settings_lock:
-        if _settings is None:
-            _settings = Settings.from_env()
-        return _settings
+# The instance's settings (read from the environment once) and job publisher, made on
+# the first request and reused.
+settings = Lazy(Settings.from_env)
+job_publisher: Lazy[Publisher] = Lazy(lambda: PubSubPublisher.for_settings(settings()))
 
 
 def handle_request(request: flask.Request) -> Response:
     """The Cloud Functions entry point (see main.py)."""
-    current = settings()
-    return handle(request, current, default_publisher(current), webhook_secret())
+    return handle(request, settings(), job_publisher(), webhook_secret())
 
 
 def handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +41,7 @@ from functions.worker_telegram import TelegramClient
 from shared.assets import AssetCache
 from shared.config import Settings, bot_token
 from shared.images import ImageError
+from shared.instance import Lazy
 from shared.jobs import Job, MalformedJob
 from shared.markers import Claim, Markers, NoMarkers
 from shared.matching import match_photo
@@ -71,39 +71,26 @@ class _Instance:
     telegram: TelegramClient
 
 
-_instance: _Instance | None = None
-_instance_lock = threading.Lock()
+def _new_instance() -> _Instance:
+    settings = Settings.from_env()
+    token = bot_token()
+    setup_logging(token)
+    set_retry_seconds(settings.storage_retry_seconds)
+    markers: Markers | NoMarkers = (
+        Markers(open_store(settings.markers_uri), settings.marker_lease_seconds)
+        if settings.markers_uri else NoMarkers())
+    return _Instance(
+        settings=settings, assets=AssetCache(settings), markers=markers,
+        telegram=TelegramClient(token, settings.telegram_api_url,
+                                settings.telegram_timeout_seconds,
+                                settings.max_retry_after_seconds,
+                                SendLimiter(settings.chat_send_interval_seconds,
+                                            1 / settings.bot_sends_per_second)))
 
 
-def _get_instance() -> _Instance:
-    """Made on the first event (not at import), then reused: Google's pattern for clients."""
-    global _instance
-    with _instance_lock:
-        if _instance is None:
-            settings = Settings.from_env()
-            token = bot_token()
-            setup_logging(token)
-            set_retry_seconds(settings.storage_retry_seconds)
-            markers: Markers | NoMarkers = (
-                Markers(open_store(settings.markers_uri), settings.marker_lease_seconds)
-                if settings.markers_uri else NoMarkers())
-            _instance = _Instance(
-                settings=settings, assets=AssetCache(settings), markers=markers,
-                telegram=TelegramClient(token, settings.telegram_api_url,
-                                        settings.telegram_timeout_seconds,
-                                        settings.max_retry_after_seconds,
-                                        SendLimiter(settings.chat_send_interval_seconds,
-                                                    1 / settings.bot_sends_per_second)))
-        return _instance
-
-
-def reset_for_tests() -> None:
-    """Forget the instance state (settings, assets, Bot), as a new instance would."""
-    global _instance
-    with _instance_lock:
-        if _instance is not None:
-            _instance.telegram.close()
-        _instance = None
+# Made on the first event (not at import), then reused: Google's pattern for clients.
+# `instance_state.reset()` forgets it (settings, assets, Bot), as a new instance would.
+instance_state = Lazy(_new_instance, close=lambda made: made.telegram.close())
 
 
 def job_from_event(data: Any) -> Job:
@@ -119,7 +106,7 @@ def job_from_event(data: Any) -> Job:
 def handle_event(event: CloudEvent) -> None:
     """Answer the job in one Pub/Sub CloudEvent; raise only when a retry can help."""
     started = time.perf_counter()
-    instance = _get_instance()
+    instance = instance_state()
     fields: dict[str, Any] = {"event_id": event["id"]}
     if event["type"] != PUBSUB_EVENT:
         log.warning("ignored an event of type %s", event["type"], extra={"fields": fields})

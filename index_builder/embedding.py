@@ -33,6 +33,7 @@ import pandas as pd
 from index_builder.quality import QualityFilter, choose_face
 from shared.detection import BUILDER_DETECTION, DetectionSettings
 from shared.images import ImageError, ImageTooLarge, decode_image, encode_jpeg
+from shared.instance import LazyMap
 from shared.models import (
     FaceModels,
     ModelFiles,
@@ -102,15 +103,12 @@ def _retrying(action: Callable[[], _T], attempts: int) -> _T:
     raise AssertionError("unreachable")
 
 
-_stores: dict[str, Store] = {}
+# One store object per URI and worker process, reused across partitions.
+stores: LazyMap[str, Store] = LazyMap()
 
 
 def _store(uri: str) -> Store:
-    """One store object per URI and worker process, reused across partitions."""
-    store = _stores.get(uri)
-    if store is None:
-        store = _stores[uri] = open_store(uri)
-    return store
+    return stores.get(uri, lambda: open_store(uri))
 
 
 def _row(photo: str, celebrity: str, digest: str, status: str, reason: str = "",

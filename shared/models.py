@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.cpu import choose_blas_kernels
+from shared.instance import LazyMap
 
 DETECTOR_NAME = "dlib_hog_frontal_face_detector"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
@@ -108,26 +108,25 @@ def frontal_face_detector(dlib: Any) -> Any:
     return dlib.get_frontal_face_detector()
 
 
-_lock = threading.Lock()
-_loaded: dict[ModelFiles, FaceModels] = {}
+# The models of each file set, loaded once per process.
+loaded: LazyMap[ModelFiles, FaceModels] = LazyMap()
 
 
 def load_models(files: ModelFiles | None = None, *, verify: bool = True) -> FaceModels:
-    """Load (once per process and file set) the detector, landmark and descriptor models."""
-    if files is None:
-        files = ModelFiles.in_directory(packaged_model_dir())
-    with _lock:
-        models = _loaded.get(files)
-        if models is None:
-            if verify:
-                files.verify()
-            choose_blas_kernels()  # before dlib loads its OpenBLAS
-            import dlib  # heavy: imported only when the models are needed
+    """Load (once per process and file set) the detector, landmark and descriptor models;
+    `verify` checks the files' hashes first."""
+    chosen = files or ModelFiles.in_directory(packaged_model_dir())
+    return loaded.get(chosen, lambda: _load(chosen, verify))
 
-            models = FaceModels(
-                detector=frontal_face_detector(dlib),
-                predictor=dlib.shape_predictor(str(files.landmarks)),
-                encoder=dlib.face_recognition_model_v1(str(files.descriptor)),
-            )
-            _loaded[files] = models
-        return models
+
+def _load(files: ModelFiles, verify: bool) -> FaceModels:
+    if verify:
+        files.verify()
+    choose_blas_kernels()  # before dlib loads its OpenBLAS
+    import dlib  # heavy: imported only when the models are needed
+
+    return FaceModels(
+        detector=frontal_face_detector(dlib),
+        predictor=dlib.shape_predictor(str(files.landmarks)),
+        encoder=dlib.face_recognition_model_v1(str(files.descriptor)),
+    )

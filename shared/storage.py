@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from shared.instance import Lazy
+
 
 class StoreError(Exception):
     """Storage is unavailable or failed; worth retrying."""
@@ -125,7 +127,6 @@ class LocalStore:
         target.write_bytes(self.read(key))
 
 
-_clients: dict[str, object] = {}
 # How long one Cloud Storage call may keep retrying; None keeps the client library's
 # 120 s. A worker sets it short: with storage away, failing in seconds lets Pub/Sub
 # redeliver the job, instead of holding the push (and the instance) for minutes.
@@ -153,22 +154,20 @@ def _retry(conditional: bool = False):
     return bounded
 
 
-def gcs_client():
-    """One Cloud Storage client per process, made on first use (honours
-    STORAGE_EMULATOR_HOST for the local emulator)."""
-    client = _clients.get("storage")
-    if client is None:
-        from google.cloud import storage
+def _new_gcs_client():
+    """A Cloud Storage client (honours STORAGE_EMULATOR_HOST for the local emulator)."""
+    from google.cloud import storage
 
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
-            from google.auth.credentials import AnonymousCredentials
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
 
-            client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
-                                    credentials=AnonymousCredentials())
-        else:
-            client = storage.Client()
-        _clients["storage"] = client
-    return client
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
+                              credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+# The process's one Cloud Storage client: `gcs_client()` makes it on first use.
+gcs_client = Lazy(_new_gcs_client)
 
 
 class GcsStore:

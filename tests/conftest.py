@@ -55,10 +55,10 @@ def gcs_emulator():
     emulator = start_fake_gcs()
     saved = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
-    storage._clients.clear()
+    storage.gcs_client.reset()
     yield emulator
     emulator.stop()
-    storage._clients.clear()
+    storage.gcs_client.reset()
     if saved is None:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
     else:

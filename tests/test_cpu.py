@@ -139,7 +139,7 @@ def test_worker_answers_500_and_keeps_serving_when_the_cpu_lacks_flags(
         for name in ("MODELS_URI", "INDEX_URI", "MARKERS_URI"):
             monkeypatch.delenv("LOOKALIKE_" + name, raising=False)
         monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
-        worker.reset_for_tests()
+        worker.instance_state.reset()
         try:
             app = functions_framework.create_app(target="worker", source=str(REPO / "main.py"),
                                                  signature_type="cloudevent")
@@ -156,7 +156,7 @@ def test_worker_answers_500_and_keeps_serving_when_the_cpu_lacks_flags(
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
             assert any("lacks no_such_flag" in r.getMessage() for r in errors)
         finally:
-            worker.reset_for_tests()
+            worker.instance_state.reset()
 
 
 # -- OpenBLAS kernels -----------------------------------------------------------------

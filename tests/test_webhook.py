@@ -397,12 +397,13 @@ def test_handling_an_update_imports_no_face_code():
 import json, os, sys
 import flask
 import main
-from functions import publisher
+from functions import webhook
+from shared.instance import Lazy
 
 class Nothing:
     def publish(self, job): return "1"
 
-publisher._default = Nothing()
+webhook.job_publisher = Lazy(Nothing)
 os.environ["TELEGRAM_WEBHOOK_SECRET"] = "x"
 body = {json.dumps(update(photo=PHONE_PHOTO))!r}
 app = flask.Flask("probe")

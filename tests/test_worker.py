@@ -69,9 +69,9 @@ def env(monkeypatch, bucket: str, cache_dir: Path, api: BotApiServer) -> Iterato
     }.items():
         monkeypatch.setenv("LOOKALIKE_" + name, value)
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
-    worker.reset_for_tests()
+    worker.instance_state.reset()
     yield markers
-    worker.reset_for_tests()
+    worker.instance_state.reset()
 
 
 def job_for(file: dict, *, language_code: str = "en", received_at: float | None = None,
@@ -205,7 +205,7 @@ def test_image_with_too_many_pixels_is_answered(env, api, monkeypatch) -> None:
     from PIL import Image
 
     monkeypatch.setenv("LOOKALIKE_MAX_IMAGE_PIXELS", "100000")
-    worker.reset_for_tests()
+    worker.instance_state.reset()
     with tempfile.SpooledTemporaryFile() as buffer:
         Image.new("RGB", (600, 400), (90, 90, 90)).save(buffer, format="PNG")
         buffer.seek(0)
@@ -275,7 +275,7 @@ def test_storage_unavailable_at_cold_start_raises(env, api, monkeypatch, labelle
                                                   tmp_path) -> None:
     monkeypatch.setenv("LOOKALIKE_MODELS_URI", "gs://no-such-bucket-here/models")
     monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path / "empty-cache"))
-    worker.reset_for_tests()
+    worker.instance_state.reset()
     event = pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes())
     with pytest.raises((StoreError, NotFound)):
         worker.handle_event(event)
@@ -318,18 +318,18 @@ def test_no_user_photo_touches_the_disk_and_the_token_stays_out_of_logs(
 def test_index_refresh_swaps_in_a_new_version(env, api, bucket, cache_dir, monkeypatch,
                                               labelled, caplog) -> None:
     monkeypatch.setenv("LOOKALIKE_INDEX_REFRESH_SECONDS", "0")
-    worker.reset_for_tests()
+    worker.instance_state.reset()
     index = GcsStore(bucket, "index")
     job = job_for(photo(api, labelled["Barack_Obama"][-1]))
     worker.handle_event(pubsub_event(job.to_bytes()))
-    version = worker._get_instance().assets.get().index_version
+    version = worker.instance_state().assets.get().index_version
     assert version == "v1"
     publish(index, DEMO_GALLERY, "v2")
     try:
         with caplog.at_level(logging.INFO):
             worker.handle_event(pubsub_event(job_for(photo(api, labelled["Barack_Obama"][-1]))
                                              .to_bytes()))
-        assert worker._get_instance().assets.get().index_version == "v2"
+        assert worker.instance_state().assets.get().index_version == "v2"
         assert sorted(p.name for p in (cache_dir / "index").iterdir()) == ["v2"]
         assert any("replaces" in r.getMessage() for r in caplog.records)
         assert [m.method for m in api.sent] == ["sendPhoto", "sendPhoto"]
