@@ -12,6 +12,12 @@ from typing import TYPE_CHECKING
 import functions_framework
 
 from shared.config import Settings
+from shared.cpu import choose_blas_kernels
+
+# OpenBLAS reads OPENBLAS_CORETYPE once, when dlib loads its copy: named here, at the
+# entry point of both functions and the command line, it takes effect whatever imports
+# dlib first (shared/cpu.py).
+choose_blas_kernels()
 
 if TYPE_CHECKING:
     import flask

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.cpu import missing_cpu_flags
-from shared.index import CelebrityIndex
+from shared.index import CelebrityIndex, import_nmslib
 from shared.index_store import (
     CelebrityPhotos,
     current_version,
@@ -112,6 +112,9 @@ class AssetCache:
 
     def _cold_start(self) -> Assets:
         check_cpu(self.settings.required_cpu_flags)  # before dlib or nmslib is imported
+        # Before the second thread starts: importing nmslib silences stderr for a moment,
+        # which must not swallow what the model loading writes there.
+        import_nmslib()
         started = time.perf_counter()
 
         def fetch_and_load_index() -> tuple[tuple[str | None, CelebrityIndex,

@@ -15,7 +15,9 @@ which made each descriptor take 33 ms instead of 18 ms on this project's machine
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,11 +68,23 @@ def blas_core_type(cpuinfo: str | None = None) -> str | None:
     return None
 
 
-def choose_blas_kernels() -> None:
-    """Set OPENBLAS_CORETYPE from the CPU's flags, unless it is set; OpenBLAS reads it
-    once, when the library loads, so this must run before `import dlib`."""
+def choose_blas_kernels() -> str | None:
+    """Set OPENBLAS_CORETYPE from the CPU's flags, unless it is set; returns the kernels
+    named, None when it named none.
+
+    OpenBLAS reads the variable once, when its library loads, so this must run before
+    the first `import dlib`: the entry points (main.py, `python -m index_builder`, the
+    tests' conftest) call it before anything else, and `load_models` again. Named after
+    dlib has loaded, the kernels change nothing, and a warning says so.
+    """
     if os.environ.get("OPENBLAS_CORETYPE"):
-        return
+        return None
     core = blas_core_type()
     if core:
         os.environ["OPENBLAS_CORETYPE"] = core
+        if "dlib" in sys.modules:
+            logging.getLogger(__name__).warning(
+                "OPENBLAS_CORETYPE=%s was set after dlib was imported: dlib's OpenBLAS keeps "
+                "the kernels it chose (slower descriptors on CPUs newer than it); call "
+                "shared.cpu.choose_blas_kernels() before the first import of dlib", core)
+    return core

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,27 +79,37 @@ class Match:
     similarity: float
 
 
-def _import_nmslib() -> Any:
+# Held while file descriptor 2 points at /dev/null (see `import_nmslib`).
+_stderr_lock = threading.Lock()
+
+
+def import_nmslib() -> Any:
     """Import nmslib (on first use: the webhook never pays for it), keeping stderr clean.
 
-    The generic wheel prints a note about unused CPU instructions at import; the choice
-    of build is documented in docs/performance.md, so the note is swallowed here.
+    The generic wheel writes a note about unused CPU instructions to file descriptor 2
+    when it loads, from C++ where Python cannot catch it; the choice of build is
+    documented in docs/performance.md, so the note goes to /dev/null. That descriptor is
+    the whole process's, so while it is redirected other threads' stderr is lost too, and
+    two first imports at once could leave it on /dev/null for good. Hence the lock, and
+    the worker's cold start importing nmslib before it starts loading the models and the
+    index on two threads (shared/assets.py).
     """
-    if "nmslib" in sys.modules:
-        return sys.modules["nmslib"]
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import nmslib
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    return nmslib
+    with _stderr_lock:
+        if "nmslib" in sys.modules:
+            return sys.modules["nmslib"]
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                import nmslib
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        return nmslib
 
 
 def _new_hnsw(params: dict[str, Any]) -> Any:
-    nmslib = _import_nmslib()
+    nmslib = import_nmslib()
     return nmslib.init(method="hnsw", space=params.get("space", "l2"),
                        data_type=nmslib.DataType.DENSE_VECTOR)
 

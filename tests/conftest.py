@@ -12,6 +12,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from shared.cpu import choose_blas_kernels  # noqa: E402  (the repository is on the path now)
+
+# Before any test module imports dlib (test_detector_file.py does at the top), as the
+# entry points do: see shared/cpu.py.
+choose_blas_kernels()
+
 FACES = Path(os.environ.get("LOOKALIKE_FACES_DIR", REPO.parent / "shared" / "faces"))
 
 

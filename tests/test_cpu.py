@@ -201,3 +201,33 @@ def test_dlibs_openblas_runs_the_chosen_kernels() -> None:
         pytest.skip("the installed dlib has no BLAS (dlib-bin)")
     after_numpy = done.stderr.split("--", 1)[1]
     assert f"Core: {expected}" in after_numpy, done.stderr
+
+
+def test_kernels_named_after_dlib_loaded_are_reported(tmp_path, monkeypatch, caplog) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"flags\t: {AVX512_FLAGS}\n")
+    monkeypatch.setattr("shared.cpu.CPUINFO", cpuinfo)
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.delitem(sys.modules, "dlib", raising=False)
+    with caplog.at_level(logging.WARNING, logger="shared.cpu"):
+        assert choose_blas_kernels() == "SkylakeX"  # in time: nothing to report
+        assert caplog.records == []
+        assert choose_blas_kernels() is None  # named already: left alone
+        monkeypatch.delenv("OPENBLAS_CORETYPE")
+        monkeypatch.setitem(sys.modules, "dlib", object())  # as if imported first
+        assert choose_blas_kernels() == "SkylakeX"
+    assert any("after dlib was imported" in r.getMessage() for r in caplog.records)
+
+
+def test_entry_points_name_the_kernels_before_dlib_can_load() -> None:
+    # main.py (both functions and the command line) names them on import, so a dlib
+    # imported right after it, before any model is loaded, gets them.
+    expected = blas_core_type()
+    if expected is None:
+        pytest.skip("this CPU has neither AVX-512 nor AVX2: OpenBLAS keeps its own choice")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, sys; assert 'dlib' not in sys.modules; import main; "
+         "print(os.environ['OPENBLAS_CORETYPE'])"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == expected

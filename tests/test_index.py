@@ -118,3 +118,50 @@ def test_bundled_demo_gallery_loads():
     index = CelebrityIndex.load(DEMO_GALLERY)
     assert index.manifest.celebrities == 18
     assert all(index.photo_path(c) for c in index.celebrities)
+
+
+def test_silencing_nmslib_redirects_stderr_once_at_a_time():
+    # stderr is file descriptor 2 of the whole process. Threads that import nmslib for
+    # the first time together must take turns at redirecting it, or one saves the
+    # /dev/null another put there and restores that: stderr gone for good.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import os, sys, threading, time
+from importlib.abc import MetaPathFinder
+from shared.index import import_nmslib
+
+class SlowDisk(MetaPathFinder):  # the first import takes a while: the others run meanwhile
+    def find_spec(self, name, path, target=None):
+        if name == "nmslib":
+            time.sleep(0.2)
+        return None
+
+redirected, most = 0, 0
+real_dup2 = os.dup2
+def counting_dup2(source, target):
+    global redirected, most
+    if target == 2:
+        redirected += 1 if os.path.realpath(f"/proc/self/fd/{source}") == os.devnull else -1
+        most = max(most, redirected)
+    return real_dup2(source, target)
+
+sys.meta_path.insert(0, SlowDisk())
+os.dup2 = counting_dup2
+start = threading.Barrier(4)
+def first_import():
+    start.wait()
+    import_nmslib()
+threads = [threading.Thread(target=first_import) for _ in range(4)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+os.dup2 = real_dup2
+print(most)
+os.write(2, b"stderr still works\\n")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent.parent,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "1"
+    assert done.stderr == "stderr still works\n"
