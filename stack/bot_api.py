@@ -7,6 +7,10 @@ multipart bodies, answers shaped `{"ok": true, "result": ...}` or `{"ok": false,
 `/file/bot<token>/<file_path>`. Any Bot API client (python-telegram-bot with
 `base_url=url + "/bot"`, `base_file_url=url + "/file/bot"`) talks to it unchanged.
 
+Texts and captions sent with `parse_mode=HTML` are parsed as Telegram does
+(`stack.telegram_html`): refused markup gets Telegram's 400, limits count the visible
+text, and the message carries its entities.
+
 What users would see (sent messages and photos) is recorded in `sent`; every request in
 `calls`; `fail_next` injects the errors Telegram returns (429 with retry_after, 5xx, 400),
 `fail_chat` fails every message to one chat, `chat_interval` answers 429 to a chat sent
@@ -40,6 +44,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from PIL import Image
 
 from stack.http_thread import ThreadedServer
+from stack.telegram_html import HtmlError, parse_html, text_length
 
 log = logging.getLogger("stack.bot_api")
 
@@ -99,7 +104,17 @@ class SentMessage:
     photo: bytes | None = None
     document: bytes | None = None
     parse_mode: str | None = None
+    # With parse_mode HTML, text and caption hold what the user sees (markup parsed, as
+    # Telegram does) and `entities` the formatting, links as "text_link" with their url.
+    entities: tuple[dict[str, Any], ...] = ()
     time: float = field(default_factory=time.time)
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """(linked text, url) of every link, in order."""
+        units = self.body.encode("utf-16-le")
+        return [(units[2 * e["offset"]:2 * (e["offset"] + e["length"])].decode("utf-16-le"),
+                 e["url"]) for e in self.entities if e["type"] == "text_link"]
 
     @property
     def body(self) -> str:
@@ -322,32 +337,38 @@ class BotApiServer(ThreadedServer):
 
     def _send_message(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
         chat_id = _chat_id(params)
-        text = str(params.get("text") or "")
+        text, entities = _parsed(params, str(params.get("text") or ""))
         if not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
-        if len(text) > MAX_TEXT:
+        if text_length(text) > MAX_TEXT:
             raise ApiError(400, "Bad Request: message is too long")
-        message = self._record_sent("sendMessage", chat_id, params, text=text)
-        return {**self._message(chat_id, message.message_id, params), "text": text}
+        message = self._record_sent("sendMessage", chat_id, params, text=text,
+                                    entities=entities)
+        return {**self._message(chat_id, message.message_id, params), "text": text,
+                **({"entities": entities} if entities else {})}
 
     def _send_media(self, params: dict[str, Any], files: dict[str, bytes],
                     kind: str) -> dict[str, Any]:
         chat_id = _chat_id(params)
         caption = params.get("caption")
-        if caption is not None and len(str(caption)) > MAX_CAPTION:
-            raise ApiError(400, "Bad Request: message caption is too long")
+        entities: list[dict[str, Any]] = []
+        if caption is not None:
+            caption, entities = _parsed(params, str(caption))
+            if text_length(caption) > MAX_CAPTION:
+                raise ApiError(400, "Bad Request: message caption is too long")
         data = self._media_bytes(params, files, kind)
         method = "sendPhoto" if kind == "photo" else "sendDocument"
-        message = self._record_sent(method, chat_id, params,
-                                    caption=None if caption is None else str(caption),
-                                    **{kind: data})
+        message = self._record_sent(method, chat_id, params, caption=caption,
+                                    entities=entities, **{kind: data})
         result = self._message(chat_id, message.message_id, params)
         if kind == "photo":
             result["photo"] = self.add_photo(data)
         else:
             result["document"] = self.add_file(data, "file.jpg")
         if caption is not None:
-            result["caption"] = str(caption)
+            result["caption"] = caption
+        if entities:
+            result["caption_entities"] = entities
         return result
 
     def _media_bytes(self, params: dict[str, Any], files: dict[str, bytes], kind: str) -> bytes:
@@ -400,13 +421,15 @@ class BotApiServer(ThreadedServer):
     def _record_sent(self, method: str, chat_id: int | str, params: dict[str, Any], *,
                      text: str | None = None, caption: str | None = None,
                      photo: bytes | None = None, document: bytes | None = None,
-                     message_id: int | None = None) -> SentMessage:
+                     message_id: int | None = None,
+                     entities: list[dict[str, Any]] | None = None) -> SentMessage:
         with self._lock:
             message = SentMessage(
                 method=method, chat_id=chat_id,
                 message_id=message_id if message_id is not None else next(self._message_ids),
                 reply_to=_reply_to(params), text=text, caption=caption, photo=photo,
-                document=document, parse_mode=params.get("parse_mode"))
+                document=document, parse_mode=params.get("parse_mode"),
+                entities=tuple(entities or ()))
             self.sent.append(message)
             self._lock.notify_all()
             return message
@@ -446,6 +469,17 @@ def _chat_id(params: dict[str, Any]) -> int | str:
         if isinstance(value, str) and value.startswith("@"):
             return value
         raise ApiError(400, "Bad Request: chat not found") from None
+
+
+def _parsed(params: dict[str, Any], text: str) -> tuple[str, list[dict[str, Any]]]:
+    """The text a user sees and its entities, as Telegram applies `parse_mode`; other parse
+    modes than HTML are passed through unparsed."""
+    if str(params.get("parse_mode") or "").upper() != "HTML":
+        return text, []
+    try:
+        return parse_html(text)
+    except HtmlError as exc:
+        raise ApiError(400, f"Bad Request: can't parse entities: {exc}") from None
 
 
 def _reply_to(params: dict[str, Any]) -> int | None:

@@ -153,3 +153,29 @@ def test_unknown_method_and_webhook_calls(api: BotApiServer) -> None:
     info = run(api, lambda bot: bot.get_webhook_info())
     assert info.url == "https://example.org/hook"
     assert api.webhook["secret_token"] == "s"
+
+
+def test_html_parse_mode_like_telegram(api: BotApiServer) -> None:
+    markup = ('1. <a href="https://ru.wikipedia.org/wiki/X?a=1&amp;b=2">Барак 😀</a> — 90%\n'
+              "Photo: &lt;b&gt;Tom &amp; Jerry&lt;/b&gt;, <b>CC&#32;BY</b>")
+    sent = run(api, lambda bot: bot.send_photo(1, jpeg(64, 64), caption=markup,
+                                               parse_mode="HTML"))
+    visible = "1. Барак 😀 — 90%\nPhoto: <b>Tom & Jerry</b>, CC BY"
+    assert sent.caption == api.sent[-1].caption == visible
+    assert sent.caption_html == markup.replace("&amp;b=2", "&b=2").replace("&#32;", " ")
+    assert api.sent[-1].links == [("Барак 😀", "https://ru.wikipedia.org/wiki/X?a=1&b=2")]
+    assert [(e.type, e.offset, e.length) for e in sent.caption_entities] == [
+        ("text_link", 3, 8), ("bold", 45, 5)]  # UTF-16 offsets: the emoji counts twice
+    # The limit counts what is shown, not the markup.
+    long_link = f'<a href="https://example.org/{"x" * 2000}">{"y" * 1024}</a>'
+    run(api, lambda bot: bot.send_photo(1, jpeg(64, 64), caption=long_link,
+                                        parse_mode="HTML"))
+    with pytest.raises(BadRequest, match="caption is too long"):
+        run(api, lambda bot: bot.send_photo(1, jpeg(64, 64), caption="😀" * 513,
+                                            parse_mode="HTML"))
+    for bad in ("<script>x</script>", "<b>open", "a < b", "a > b", '<a href="">x</a>',
+                "<b>x</i>"):
+        with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
+            run(api, lambda bot, bad=bad: bot.send_message(1, bad, parse_mode="HTML"))
+    plain = run(api, lambda bot: bot.send_message(1, "<b>as is</b>"))
+    assert plain.text == "<b>as is</b>" and not plain.entities
