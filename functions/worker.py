@@ -49,6 +49,7 @@ from shared.render import MAX_ROWS, render_jpeg
 from shared.replies import (
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
+    PARSE_MODE,
     answered_faces,
     matches_text,
     problem_text,
@@ -177,18 +178,18 @@ def _reply(job: Job, instance: _Instance) -> str:
         return problem("no_match")
     if assets.index.manifest.photos == 0:
         telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
-                           job.message_id)
+                           job.message_id, PARSE_MODE)
         return "answered with text"
     picture = render_jpeg(result, assets.photos)
+    # The caption credits the gallery picture of every row the picture shows.
+    caption = matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS, pictured=MAX_ROWS)
     try:
-        telegram.send_photo(job.chat_id, picture,
-                            matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS),
-                            job.message_id)
+        telegram.send_photo(job.chat_id, picture, caption, job.message_id, PARSE_MODE)
     except BadRequest as exc:
         # Telegram refused the picture itself; the user still gets the names.
         log.warning("picture refused (%s); answering with text", exc)
         telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
-                           job.message_id)
+                           job.message_id, PARSE_MODE)
         return "answered with text (picture refused)"
     return "answered with a picture"
 

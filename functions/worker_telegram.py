@@ -90,15 +90,19 @@ class TelegramClient:
 
         return self.call(fetch)
 
-    def send_photo(self, chat_id: int, photo: bytes, caption: str,
-                   reply_to: int) -> telegram.Message:
+    def send_photo(self, chat_id: int, photo: bytes, caption: str, reply_to: int,
+                   parse_mode: str | None = None) -> telegram.Message:
         return self.call(lambda bot: bot.send_photo(
-            chat_id=chat_id, photo=photo, caption=caption, reply_parameters=_reply(reply_to)),
-            chat_id)
+            chat_id=chat_id, photo=photo, caption=caption, parse_mode=parse_mode,
+            reply_parameters=_reply(reply_to)), chat_id)
 
-    def send_text(self, chat_id: int, text: str, reply_to: int) -> telegram.Message:
+    def send_text(self, chat_id: int, text: str, reply_to: int,
+                  parse_mode: str | None = None) -> telegram.Message:
+        # Look-alike texts link names and credits, so no link preview is wanted.
         return self.call(lambda bot: bot.send_message(
-            chat_id=chat_id, text=text, reply_parameters=_reply(reply_to)), chat_id)
+            chat_id=chat_id, text=text, parse_mode=parse_mode,
+            link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+            reply_parameters=_reply(reply_to)), chat_id)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing is best effort

@@ -13,6 +13,7 @@ from shared.faces import Face, FaceScan, find_faces
 from shared.images import decode_image
 from shared.index import CelebrityIndex, Match
 from shared.models import FaceModels
+from shared.people import article_url, credit, names
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,25 @@ def match_photo(data: bytes, index: CelebrityIndex, models: FaceModels | None = 
     return match_scan(scan, index, settings.top_k, settings.similarity_floor)
 
 
-def matches_json(result: PhotoMatches) -> list[dict[str, Any]]:
+def match_json(match: Match, language_code: str | None = None) -> dict[str, Any]:
+    """One match as JSON: id, name, distance, similarity, and the index's `names`, `url`
+    (the Wikipedia article in `language_code`, else English) and `credit` when it has
+    them."""
+    celebrity = match.celebrity
+    record: dict[str, Any] = {"id": celebrity.id, "name": celebrity.name,
+                              "distance": round(match.distance, 4),
+                              "similarity": round(match.similarity, 4)}
+    if names(celebrity):
+        record["names"] = names(celebrity)
+    if url := article_url(celebrity, language_code):
+        record["url"] = url
+    if found := credit(celebrity):
+        record["credit"] = found.to_json()
+    return record
+
+
+def matches_json(result: PhotoMatches, language_code: str | None = None) -> list[dict[str, Any]]:
     """The faces of a result as plain JSON-ready data (boxes as [left, top, right, bottom])."""
-    return [
-        {
-            "box": list(item.face.box),
-            "matches": [
-                {"id": m.celebrity.id, "name": m.celebrity.name,
-                 "distance": round(m.distance, 4), "similarity": round(m.similarity, 4)}
-                for m in item.matches
-            ],
-        }
-        for item in result.faces
-    ]
+    return [{"box": list(item.face.box),
+             "matches": [match_json(m, language_code) for m in item.matches]}
+            for item in result.faces]

@@ -32,6 +32,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "result_title": "Looks like:",
         "result_face": "Face {number}:",
         "result_more_faces": "…and {count} more faces.",
+        "credit": "Photo:",
+        "credit_numbered": "Photo {numbers}:",
+        "credit_source": "source",
         "no_match": "I found a face, but I have no celebrities to compare it with yet.",
         "no_face": ("I could not find a face in this photo. Please send a clear, "
                     "well-lit photo of a face looking at the camera."),
@@ -64,6 +67,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "result_title": "Похоже на:",
         "result_face": "Лицо {number}:",
         "result_more_faces": "…и ещё лиц: {count}.",
+        "credit": "Фото:",
+        "credit_numbered": "Фото {numbers}:",
+        "credit_source": "источник",
         "no_match": "Я нашёл лицо, но мне пока не с кем его сравнить.",
         "no_face": ("Я не нашёл лица на этом фото. Пришлите чёткое, хорошо освещённое "
                     "фото лица, смотрящего в камеру."),
