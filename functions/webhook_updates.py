@@ -22,7 +22,7 @@ from telegram import Chat, Message, MessageEntity, Update
 from functions.webhook_photo import choose_photo_size, detection_side
 from shared.config import Settings
 from shared.jobs import Job
-from shared.texts import text
+from shared.texts import privacy_text, text
 
 # The Bot API downloads files of at most 20 MB (getFile); larger ones cannot be looked at.
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
@@ -61,7 +61,9 @@ def route(update: Update, settings: Settings, received_at: float) -> Action:
 
     command = _command(message, settings.bot_username)
     if command in TEXT_COMMANDS:
-        return _answer(message, text(command, language), group, f"/{command}")
+        answer = (privacy_text(language, settings.contact) if command == "privacy"
+                  else text(command, language))
+        return _answer(message, answer, group, f"/{command}")
     if command == PHOTO_COMMAND:
         target = message.reply_to_message
         if target is not None and _has_image(target):

@@ -67,6 +67,9 @@ class Settings:
     telegram_api_url: str = "https://api.telegram.org"
     # The bot's @username, for mentions in groups.
     bot_username: str = ""
+    # Where a person in the gallery asks to be removed (an e-mail address, a @username or
+    # a web page), named by /privacy; empty says "ask the operator of this bot".
+    contact: str = ""
     # CPU flags the worker's dlib and nmslib builds need, comma-separated in the variable
     # (e.g. "avx2,fma"); a cold start on a CPU without them fails with a clear error
     # (shared/cpu.py). infra/deploy.sh sets them with the fast wheels; empty checks nothing.

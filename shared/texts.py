@@ -24,7 +24,15 @@ TEXTS: dict[str, dict[str, str]] = {
             "Your photo is only used to answer you: it is downloaded from Telegram, "
             "looked at in memory and forgotten. Nothing is stored — no photo, no face "
             "data. Only the id of the update is kept for a day so that you get exactly "
-            "one answer."),
+            "one answer.\n\n"
+            "The celebrities' pictures come from free sources such as Wikimedia Commons; "
+            "every answer credits the picture it shows."),
+        "removal": ("Are you in the gallery and want to be removed? Write to {contact} "
+                    "with the name or the Wikidata id you are listed under: you will be "
+                    "taken out of the gallery and left out of every later one."),
+        "removal_no_contact": ("Are you in the gallery and want to be removed? Ask the "
+                               "operator of this bot: you will be taken out of the gallery "
+                               "and left out of every later one."),
         "send_photo": "Please send me a photo with a face in it.",
         "group_reply_needed": "Reply to a photo with /lookalike and I will look at it.",
         "file_too_large": "This file is over 20 MB, too large for me to download. "
@@ -59,7 +67,16 @@ TEXTS: dict[str, dict[str, str]] = {
             "Ваше фото используется только для ответа: оно скачивается из Telegram, "
             "обрабатывается в памяти и забывается. Ничего не хранится — ни фото, ни данных "
             "о лице. Только номер сообщения хранится сутки, чтобы вы получили ровно один "
-            "ответ."),
+            "ответ.\n\n"
+            "Фотографии знаменитостей взяты из свободных источников, например с Викисклада; "
+            "в каждом ответе указано, чья это фотография и на каких условиях она "
+            "используется."),
+        "removal": ("Вы есть в галерее и хотите, чтобы вас оттуда убрали? Напишите на "
+                    "{contact}, указав имя или идентификатор Викиданных, под которым вы "
+                    "значитесь: вас уберут из галереи и не включат ни в одну следующую."),
+        "removal_no_contact": ("Вы есть в галерее и хотите, чтобы вас оттуда убрали? "
+                               "Напишите владельцу этого бота: вас уберут из галереи и не "
+                               "включат ни в одну следующую."),
         "send_photo": "Пожалуйста, пришлите фото с лицом.",
         "group_reply_needed": "Ответьте на фото командой /lookalike, и я его посмотрю.",
         "file_too_large": "Этот файл больше 20 МБ, я не могу его скачать. "
@@ -86,6 +103,14 @@ def language(language_code: str | None) -> str:
     """The supported language closest to Telegram's `language_code`."""
     base = (language_code or "").split("-")[0].split("_")[0].lower()
     return base if base in TEXTS else DEFAULT_LANGUAGE
+
+
+def privacy_text(language_code: str | None, contact: str) -> str:
+    """/privacy: what happens to a user's photo, and how a person in the gallery asks to
+    be removed (at `contact`, the `LOOKALIKE_CONTACT` setting, when there is one)."""
+    removal = (text("removal", language_code, contact=contact) if contact
+               else text("removal_no_contact", language_code))
+    return f"{text('privacy', language_code)}\n\n{removal}"
 
 
 def text(key: str, language_code: str | None = None, **values: object) -> str:

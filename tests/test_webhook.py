@@ -21,7 +21,7 @@ from functions.webhook import MAX_BODY_BYTES, SECRET_HEADER, handle
 from functions.webhook_photo import choose_photo_size, detection_side
 from shared.config import Settings
 from shared.jobs import Job
-from shared.texts import text
+from shared.texts import privacy_text, text
 from tests.conftest import REPO
 
 SECRET = "s3cret-token_value"
@@ -45,13 +45,14 @@ class Recorder:
 
 def post(body: Any, *, secret: str | None = SECRET, configured: str = SECRET,
          publisher: Recorder | None = None, method: str = "POST",
-         content_type: str = "application/json") -> tuple[tuple, Recorder]:
+         content_type: str = "application/json",
+         settings: Settings = SETTINGS) -> tuple[tuple, Recorder]:
     publisher = publisher or Recorder()
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {SECRET_HEADER: secret} if secret is not None else {}
     with _app.test_request_context("/", method=method, data=data, headers=headers,
                                    content_type=content_type):
-        result = handle(flask.request, SETTINGS, publisher, configured, clock=lambda: NOW)
+        result = handle(flask.request, settings, publisher, configured, clock=lambda: NOW)
     return result, publisher
 
 
@@ -161,9 +162,22 @@ def test_commands_are_answered_in_the_response_body(name, language):
     for form in (f"/{name}", f"/{name}@{BOT}", f"/{name}@{BOT.lower()} extra words"):
         (result, publisher) = post(command(form, language=language))
         method = answer_of(result)
-        assert method == {"method": "sendMessage", "chat_id": 42,
-                          "text": text(name, language)}
+        expected = (privacy_text(language, SETTINGS.contact) if name == "privacy"
+                    else text(name, language))
+        assert method == {"method": "sendMessage", "chat_id": 42, "text": expected}
         assert publisher.jobs == []
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_privacy_says_how_to_be_removed_at_the_configured_contact(language):
+    contact = "privacy@example.org"
+    method = answer_of(post(command("/privacy", language=language),
+                            settings=Settings(bot_username=BOT, contact=contact))[0])
+    assert method["text"].startswith(text("privacy", language))
+    assert method["text"].endswith(text("removal", language, contact=contact))
+    assert contact in method["text"]
+    without = answer_of(post(command("/privacy", language=language))[0])["text"]
+    assert without.endswith(text("removal_no_contact", language)) and "@" not in without
 
 
 def test_a_private_message_without_a_photo_gets_a_hint_in_the_users_language():
