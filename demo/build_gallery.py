@@ -1,5 +1,5 @@
 """Regenerate the bundled demo gallery (`demo/gallery/`) from the photos in `demo/photos/`
-with the index builder (catalogue from the folder names, num_jitters 10).
+and the catalogue `demo/catalog.json` with the index builder (num_jitters 10).
 
     python demo/build_gallery.py                      # rebuild the index
     python demo/build_gallery.py --import ../shared/faces   # re-copy photos, then rebuild
@@ -7,6 +7,12 @@ with the index builder (catalogue from the folder names, num_jitters 10).
 `--import` copies up to two photos per person from `<faces>/labelled/<person>/`
 (scaled down to 512 px, provenance in `demo/SOURCES.json`) and one sample of
 each of a few people held out of the gallery into `demo/samples/`.
+
+`demo/catalog.json` is kept by hand: per photo folder, the person's name (and Russian
+name), sex and Wikipedia links where the folder names a known person, and the credit of
+their pictures from `demo/SOURCES.json` (tests/test_demo_catalog.py checks it). The
+`deepface_pNN` folders are groups of photos of one person whose identity their source
+does not record: they are listed as unnamed people, with no sex and no links.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from index_builder.build import BuildConfig, format_summary, run_build
-from index_builder.catalog import catalog_from_ids
+from index_builder.catalog import load_catalog
 from index_builder.quality import QualityFilter
 from shared.index import CelebrityIndex
 from shared.index_versions import resolve_index_dir
@@ -78,8 +84,11 @@ def import_photos(faces: Path) -> None:
 
 def build() -> CelebrityIndex:
     """Build the gallery with the index builder and unpack its version into GALLERY."""
-    people = [p.name for p in PHOTOS.iterdir() if p.is_dir()]
-    CATALOG.write_text(json.dumps(catalog_from_ids(people), indent=1) + "\n")
+    people = {p.name for p in PHOTOS.iterdir() if p.is_dir()}
+    missing = sorted(people - set(load_catalog(CATALOG).ids()))
+    if missing:
+        raise SystemExit(f"{CATALOG} has no entry for {', '.join(missing)}: add one "
+                         "(name, and credit from demo/SOURCES.json)")
     with tempfile.TemporaryDirectory(prefix="demo-gallery-") as tmp:
         # Relative paths: the manifest and report are bundled and should not name this machine.
         config = BuildConfig(catalog=CATALOG.relative_to(REPO),
