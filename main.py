@@ -78,7 +78,7 @@ def _match(args: argparse.Namespace) -> int:
             _emit(args, {"photo": photo,
                          "error": {"code": "no_face", "message": "no face was found"}})
             continue
-        _emit(args, {"photo": photo, "faces": matches_json(result)})
+        _emit(args, {"photo": photo, "faces": matches_json(result, args.language)})
         if args.draw:
             _draw(result, photos, args.draw, number if len(args.photos) > 1 else None)
     return 1 if failed else 0
@@ -95,9 +95,30 @@ def _emit(args: argparse.Namespace, record: dict) -> None:
     for number, face in enumerate(record["faces"], start=1):
         print(f"  face {number} at {tuple(face['box'])}")
         for rank, match in enumerate(face["matches"], start=1):
-            print(f"    {rank}. {match['name']:<28} {match['similarity']:7.1%}"
-                  f"   distance {match['distance']:.3f}")
+            print(f"    {rank}. {_local_name(match, args.language):<28} "
+                  f"{match['similarity']:7.1%}   distance {match['distance']:.3f}")
+            if "url" in match:
+                print(f"       {match['url']}")
+            if "credit" in match:
+                print(f"       {_credit_line(match['credit'])}")
     sys.stdout.flush()
+
+
+def _local_name(match: dict, language: str) -> str:
+    from shared.people import language_keys
+
+    names = match.get("names", {})
+    return next((names[key] for key in language_keys(language) if key in names),
+                match["name"])
+
+
+def _credit_line(credit: dict) -> str:
+    """"photo: AUTHOR, LICENCE <licence url>, SOURCE": the credit of the picture --draw
+    shows for this celebrity."""
+    licence = " ".join(part for part in (credit["licence"], credit["licence_url"] and
+                                         f"<{credit['licence_url']}>") if part)
+    return "photo: " + ", ".join(part for part in (credit["author"], licence,
+                                                   credit["source"]) if part)
 
 
 def _draw(result, photos, out: str, number: int | None) -> None:
@@ -122,6 +143,9 @@ def cli(argv: list[str] | None = None) -> int:
     match.add_argument("--json", action="store_true", help="one JSON object per photo")
     match.add_argument("--draw", metavar="OUT.png",
                        help="save each face beside its best match's photo")
+    match.add_argument("--language", default="en", metavar="LANG",
+                       help="language of the names and Wikipedia links shown, as "
+                       "Telegram's language_code, e.g. ru or pt-br (default en)")
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error("--top must be at least 1")

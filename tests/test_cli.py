@@ -61,3 +61,51 @@ def test_text_output_draw_and_exit_codes(tmp_path):
     assert json.loads(missing.stdout)["error"]["code"] == "unreadable_image"
     bad_index = _run(str(sample), "--index", str(tmp_path))
     assert bad_index.returncode == 2 and "manifest.json" in bad_index.stderr
+
+
+def _without_names_links_and_credits(directory):
+    """The demo gallery as an index made before names, links and credits existed."""
+    import shutil
+
+    from shared.config import DEMO_GALLERY
+    from shared.index import Celebrity, CelebrityIndex
+
+    demo = CelebrityIndex.load(DEMO_GALLERY)
+    bare = CelebrityIndex.build(demo.descriptors, demo.entry_celebrity,
+                                [Celebrity(c.id, c.name, photo=c.photo)
+                                 for c in demo.celebrities], stats=demo.stats)
+    bare.save(directory)
+    shutil.copytree(DEMO_GALLERY / "photos", directory / "photos")
+    return directory
+
+
+def test_json_and_text_carry_names_links_and_credits_when_the_index_has_them(tmp_path):
+    sample = str(REPO / "demo" / "samples" / "Rose_Leslie_fr_img2.jpg")
+    gallery = {c["id"]: c for c in json.loads(
+        (REPO / "demo" / "gallery" / "celebrities.json").read_text())}
+    rose = gallery["Rose_Leslie"]
+
+    [record] = map(json.loads, _run("--json", sample).stdout.splitlines())
+    best = record["faces"][0]["matches"][0]
+    assert (best["id"], best["name"], best["names"]) == ("Rose_Leslie", "Rose Leslie",
+                                                         rose["names"])
+    assert best["url"] == rose["links"]["en"] and best["credit"] == rose["credit"]
+    for match in record["faces"][0]["matches"]:
+        assert match["credit"] == gallery[match["id"]]["credit"]
+    russian = json.loads(_run("--json", "--language", "ru-RU", sample).stdout)
+    assert russian["faces"][0]["matches"][0]["url"] == rose["links"]["ru"]
+
+    text = _run("--language", "ru", "--top", "1", sample).stdout.splitlines()
+    credit = rose["credit"]
+    assert text[2].split()[:3] == ["1.", "Роуз", "Лесли"]
+    assert text[3].strip() == rose["links"]["ru"]
+    assert text[4].strip() == (f"photo: {credit['author']}, {credit['licence']} "
+                               f"<{credit['licence_url']}>, {credit['source']}")
+
+    bare = _without_names_links_and_credits(tmp_path / "bare")
+    [old] = map(json.loads, _run("--json", "--index", str(bare), sample).stdout.splitlines())
+    assert set(old["faces"][0]["matches"][0]) == {"id", "name", "distance", "similarity"}
+    assert old["faces"][0]["matches"][0]["name"] == "Rose Leslie"
+    old_text = _run("--index", str(bare), "--top", "1", "--language", "ru", sample).stdout
+    assert old_text.splitlines()[2].split()[:3] == ["1.", "Rose", "Leslie"]
+    assert len(old_text.splitlines()) == 3  # no link, no credit line
