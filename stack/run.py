@@ -69,6 +69,8 @@ class StackOptions:
     worker_threads: int = 1
     # Extra LOOKALIKE_* settings for both functions, e.g. {"LOOKALIKE_TOP_K": "5"}.
     env: dict[str, str] = field(default_factory=dict)
+    # The index directory published to the bucket as the current version.
+    gallery: Path = DEMO_GALLERY
 
 
 @dataclass
@@ -219,8 +221,9 @@ def _pubsub_clients(host: str) -> tuple[Any, Any]:
 
 
 def setup_storage(gcs_url: str, options: StackOptions) -> None:
-    """The bucket, the model files under models/ and the demo gallery published under
-    index/ as version "demo", as the index builder publishes."""
+    """The bucket, the model files under models/ and the gallery (the demo gallery unless
+    the options name another) published under index/ as version "demo", as the index
+    builder publishes."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -230,7 +233,7 @@ def setup_storage(gcs_url: str, options: StackOptions) -> None:
     models = packaged_model_dir()
     for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
         bucket.blob(f"models/{name}").upload_from_filename(str(models / name))
-    publish(GcsStore(options.bucket, "index", client=client), DEMO_GALLERY, "demo")
+    publish(GcsStore(options.bucket, "index", client=client), options.gallery, "demo")
 
 
 def setup_pubsub(stack_host: str, options: StackOptions, push_endpoint: str,
