@@ -84,6 +84,9 @@ BUILD_SA=${BUILD_SA:-lookalike-build}
 TOKEN_SECRET=${TOKEN_SECRET:-lookalike-bot-token}
 WEBHOOK_SECRET_NAME=${WEBHOOK_SECRET_NAME:-lookalike-webhook-secret}
 BOT_USERNAME=${BOT_USERNAME:-}
+# Where a person in the gallery asks to be removed (an e-mail address, a @username or a
+# web page); /privacy names it (LOOKALIKE_CONTACT).
+CONTACT=${CONTACT:-}
 MAX_JOB_AGE_SECONDS=${MAX_JOB_AGE_SECONDS:-600}
 INDEX_REFRESH_SECONDS=${INDEX_REFRESH_SECONDS:-300}
 TELEGRAM_API_URL=${TELEGRAM_API_URL:-https://api.telegram.org}

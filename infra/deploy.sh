@@ -118,6 +118,11 @@ if [[ -n $BOT_USERNAME ]]; then
 else
     warn "BOT_USERNAME is empty: the bot will not recognise mentions in groups"
 fi
+if [[ -n $CONTACT ]]; then
+    env_vars+=("LOOKALIKE_CONTACT=$CONTACT")
+else
+    warn "CONTACT is empty: /privacy cannot say where to ask for removal from the gallery"
+fi
 # KEY=VALUE pairs for gcloud: joined by commas, or, when a value holds a comma, by `;`
 # announced with gcloud's ^;^ prefix (see `gcloud topic escaping`).
 joined() {

@@ -75,6 +75,7 @@ def _clean_env(tmp: Path, **extra: str) -> dict[str, str]:
         CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="true",
         PROJECT=PROJECT,
         BOT_USERNAME="lookalike_test_bot",
+        CONTACT="privacy@example.org, or @lookalike_support",
         TELEGRAM_BOT_TOKEN=TOKEN,
     )
     env.update(extra)
@@ -206,6 +207,8 @@ def test_deploy_settings(dry_runs):
     assert env["LOOKALIKE_MODELS_URI"] == f"gs://{PROJECT}-lookalike/models"
     assert env["LOOKALIKE_MARKERS_URI"] == f"gs://{PROJECT}-lookalike/markers"
     assert env["LOOKALIKE_BOT_USERNAME"] == "lookalike_test_bot"
+    assert env["LOOKALIKE_CONTACT"] == "privacy@example.org, or @lookalike_support"
+    assert _env_vars(webhook)["LOOKALIKE_CONTACT"] == env["LOOKALIKE_CONTACT"]
     # Every variable set is one the settings object reads.
     from shared.config import Settings
 
