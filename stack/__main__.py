@@ -58,7 +58,7 @@ def print_sent(stack: Stack) -> None:
         sent = stack.bot_api.wait_for_sent(shown + 1, timeout=3600)
         for message in sent[shown:]:
             picture = " [with a picture]" if message.photo else ""
-            print(f"-> chat {message.chat_id}{picture}:\n{message.body}\n", flush=True)
+            print(f"-> chat {message.chat_id}{picture}:\n{message.readable}\n", flush=True)
         shown = len(sent)
 
 
@@ -86,7 +86,7 @@ def demo(photo: Path, out: Path, timeout: float) -> int:
         print(f"reply after {time.monotonic() - sent_at:.1f} s (worker cold start "
               f"included):\n", flush=True)
         for message in replies:
-            print(message.body)
+            print(message.readable)
             if message.photo:
                 out.write_bytes(message.photo)
                 print(f"\n[picture saved to {out}]")

@@ -110,6 +110,16 @@ class SentMessage:
     time: float = field(default_factory=time.time)
 
     @property
+    def readable(self) -> str:
+        """The body with each link's address after its text, for printing."""
+        units = self.body.encode("utf-16-le")
+        for entity in sorted((e for e in self.entities if e["type"] == "text_link"),
+                             key=lambda e: e["offset"] + e["length"], reverse=True):
+            end = 2 * (entity["offset"] + entity["length"])
+            units = units[:end] + f" <{entity['url']}>".encode("utf-16-le") + units[end:]
+        return units.decode("utf-16-le")
+
+    @property
     def links(self) -> list[tuple[str, str]]:
         """(linked text, url) of every link, in order."""
         units = self.body.encode("utf-16-le")

@@ -164,6 +164,8 @@ def test_html_parse_mode_like_telegram(api: BotApiServer) -> None:
     assert sent.caption == api.sent[-1].caption == visible
     assert sent.caption_html == markup.replace("&amp;b=2", "&b=2").replace("&#32;", " ")
     assert api.sent[-1].links == [("Барак 😀", "https://ru.wikipedia.org/wiki/X?a=1&b=2")]
+    assert api.sent[-1].readable.startswith(
+        "1. Барак 😀 <https://ru.wikipedia.org/wiki/X?a=1&b=2> — 90%\n")
     assert [(e.type, e.offset, e.length) for e in sent.caption_entities] == [
         ("text_link", 3, 8), ("bold", 45, 5)]  # UTF-16 offsets: the emoji counts twice
     # The limit counts what is shown, not the markup.
