@@ -369,7 +369,9 @@ class BotApiServer(ThreadedServer):
         data = self._media_bytes(params, files, kind)
         method = "sendPhoto" if kind == "photo" else "sendDocument"
         message = self._record_sent(method, chat_id, params, caption=caption,
-                                    entities=entities, **{kind: data})
+                                    entities=entities,
+                                    photo=data if kind == "photo" else None,
+                                    document=data if kind != "photo" else None)
         result = self._message(chat_id, message.message_id, params)
         if kind == "photo":
             result["photo"] = self.add_photo(data)
