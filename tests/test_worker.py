@@ -114,7 +114,10 @@ def test_labelled_person_gets_one_picture_naming_them_first(env, api, labelled) 
     lines = reply.caption.splitlines()
     assert lines[0] == text("result_title", "en")
     assert lines[1].startswith("1. Barack Obama — ") and lines[1].endswith("%")
-    assert len(lines) == 4  # top 3
+    assert len(lines) == 6  # top 3, then the credit of the gallery picture shown
+    assert reply.parse_mode == "HTML"
+    assert lines[5] == "Photo: face_recognition project (Adam Geitgey), MIT"
+    assert ("Barack Obama", "https://en.wikipedia.org/wiki/Barack_Obama") in reply.links
 
 
 def test_same_job_delivered_twice_is_answered_once(env, api, labelled) -> None:
