@@ -263,6 +263,9 @@ def test_refused_picture_falls_back_to_text(env, api, labelled) -> None:
     worker.handle_event(pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes()))
     [reply] = api.sent
     assert reply.method == "sendMessage" and "1. Joe Biden — " in reply.text
+    # Names and links still; no credit, as no gallery picture is shown.
+    assert reply.parse_mode == "HTML" and "Photo" not in reply.text
+    assert ("Joe Biden", "https://en.wikipedia.org/wiki/Joe_Biden") in reply.links
 
 
 def test_fresh_claim_by_another_worker_raises(env, api, labelled) -> None:
