@@ -105,11 +105,9 @@ def _emit(args: argparse.Namespace, record: dict) -> None:
 
 
 def _local_name(match: dict, language: str) -> str:
-    from shared.people import language_keys
+    from shared.people import in_language
 
-    names = match.get("names", {})
-    return next((names[key] for key in language_keys(language) if key in names),
-                match["name"])
+    return in_language(match.get("names", {}), language) or match["name"]
 
 
 def _credit_line(credit: dict) -> str:

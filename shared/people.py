@@ -66,22 +66,20 @@ def links(celebrity: Celebrity) -> dict[str, str]:
             if _web_url(url)}
 
 
+def in_language(values: dict[str, str], language_code: str | None) -> str | None:
+    """The value for the user's language ("pt-br", then "pt"), or None."""
+    return next((values[key] for key in language_keys(language_code) if key in values), None)
+
+
 def local_name(celebrity: Celebrity, language_code: str | None) -> str:
     """The celebrity's name in the user's language; the catalogue's `name` otherwise."""
-    known = names(celebrity)
-    for key in language_keys(language_code):
-        if key in known:
-            return known[key]
-    return celebrity.name
+    return in_language(names(celebrity), language_code) or celebrity.name
 
 
 def article_url(celebrity: Celebrity, language_code: str | None) -> str:
     """Their Wikipedia article in the user's language, else the English one, else ""."""
     known = links(celebrity)
-    for key in [*language_keys(language_code), FALLBACK_LANGUAGE]:
-        if key in known:
-            return known[key]
-    return ""
+    return in_language(known, language_code) or known.get(FALLBACK_LANGUAGE, "")
 
 
 def credit(celebrity: Celebrity) -> Credit | None:
