@@ -1,6 +1,8 @@
-"""Command line: `python -m index_builder build | versions | activate | catalog`.
+"""Command line: `python -m index_builder harvest | build | remove | versions | activate |
+catalog`.
 
-Exit codes: 0 done, 1 bad input or nothing to publish, 2 storage unavailable (retry).
+Exit codes: 0 done, 1 bad input or nothing to publish, 2 storage or a Wikimedia service
+unavailable (run again: a harvest resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -13,10 +15,16 @@ from pathlib import Path
 from index_builder.assemble import DUPLICATE_DISTANCE
 from index_builder.build import HNSW_PARAMS, BuildConfig, BuildError, format_summary, run_build
 from index_builder.catalog import CatalogError, catalog_from_ids
+from index_builder.commons import DEFAULT_COMMONS_API_URL, DEFAULT_WIDTH
 from index_builder.engines import ENGINES, EngineChoice
+from index_builder.harvest import HarvestConfig, HarvestError, run_harvest
+from index_builder.harvest import format_summary as format_harvest
 from index_builder.photos import list_photos
+from index_builder.polite_http import Politeness
 from index_builder.publish import DEFAULT_KEEP, PublishError, activate, list_versions
 from index_builder.quality import QualityFilter
+from index_builder.remove import RemoveError, run_remove
+from index_builder.wikidata import DEFAULT_SPARQL_URL, check_languages, is_qid
 from shared.manifest import IndexMismatch
 from shared.storage import StoreError, open_store
 
@@ -38,6 +46,39 @@ def _build(args: argparse.Namespace) -> int:
         keep=args.keep, progress=not args.no_progress)
     result = run_build(config, log=lambda line: print(line, file=sys.stderr))
     print(format_summary(result, args.out))
+    return 0
+
+
+def _harvest(args: argparse.Namespace) -> int:
+    config = HarvestConfig(
+        catalog_out=Path(args.catalog_out), photos=args.photos,
+        politeness=Politeness(contact=args.contact, workers=args.workers,
+                              backoff=args.backoff),
+        limit=args.limit, min_sitelinks=args.min_sitelinks, occupations=args.occupation,
+        languages=check_languages([x.strip() for x in args.languages.split(",") if x.strip()]),
+        exclude=args.exclude, sparql_url=args.sparql_url,
+        commons_api_url=args.commons_api_url, width=args.width, page_size=args.page_size,
+        progress=not args.no_progress)
+    result = run_harvest(config, log=lambda line: print(line, file=sys.stderr))
+    print(format_harvest(result, config))
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    bad = [i for i in args.ids if not is_qid(i)]
+    if bad:
+        raise ValueError(f"not Wikidata ids (Q...): {', '.join(bad)}")
+    result = run_remove(args.out, args.ids, photos=args.photos or "", keep=args.keep)
+    print(f"exclusion list {args.out}/excluded.txt: {result.listed} added")
+    if args.photos:
+        print(f"photos: {result.photos_deleted} deleted from {args.photos}")
+    if result.version is None:
+        print("none of them is in the current version: nothing to publish")
+    else:
+        assert result.switch is not None
+        print(f"version {result.version} published without {', '.join(result.removed)}"
+              + ("" if result.switch.switched else
+                 f" (not current: the newer {result.switch.current} stays current)"))
     return 0
 
 
@@ -74,6 +115,47 @@ def _catalog(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m index_builder", description=__doc__)
     commands = main.add_subparsers(dest="command", required=True)
+
+    harvest = commands.add_parser(
+        "harvest", help="people from Wikidata, photos and credits from Wikimedia Commons: "
+        "a catalogue and a photo folder for build (docs/catalog.md)")
+    harvest.add_argument("--catalog-out", required=True, help="catalogue to write (JSON)")
+    harvest.add_argument("--photos", required=True, help="photo store: directory or gs://...")
+    harvest.add_argument("--contact", required=True,
+                         help="operator's URL or e-mail, sent in the User-Agent as "
+                         "Wikimedia's policy asks")
+    harvest.add_argument("--limit", type=int, default=1000,
+                         help="people to read, most linked first (default 1000)")
+    harvest.add_argument("--min-sitelinks", type=int, default=10,
+                         help="fewest Wikimedia sitelinks a person needs (default 10)")
+    harvest.add_argument("--occupation", action="append", default=[], metavar="QID",
+                         help="only people with this occupation (P106); repeatable")
+    harvest.add_argument("--languages", default="en,ru",
+                         help="names and Wikipedia links in these languages (default en,ru)")
+    harvest.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                         help="opt-out list (one Q-id a line; path or gs://); repeatable; "
+                         "`remove` keeps one at <out>/excluded.txt")
+    harvest.add_argument("--sparql-url", default=DEFAULT_SPARQL_URL)
+    harvest.add_argument("--commons-api-url", default=DEFAULT_COMMONS_API_URL)
+    harvest.add_argument("--workers", type=int, default=2,
+                         help="parallel downloads (default 2, Wikimedia's robot policy)")
+    harvest.add_argument("--width", type=int, default=DEFAULT_WIDTH,
+                         help=f"thumbnail width in pixels (default {DEFAULT_WIDTH})")
+    harvest.add_argument("--backoff", type=float, default=Politeness.backoff,
+                         help="seconds before the first retry without Retry-After; doubled "
+                         "each time (default %(default)s)")
+    harvest.add_argument("--page-size", type=int, default=5000, help=argparse.SUPPRESS)
+    harvest.add_argument("--no-progress", action="store_true", help="no progress bars")
+    harvest.set_defaults(run=_harvest)
+
+    remove = commands.add_parser(
+        "remove", help="publish a version without these people and add them to the "
+        "exclusion list the next harvest reads")
+    remove.add_argument("--out", required=True, help="output root: directory or gs://...")
+    remove.add_argument("--photos", help="also delete their photos from this photo store")
+    remove.add_argument("--keep", type=int, default=DEFAULT_KEEP)
+    remove.add_argument("ids", nargs="+", metavar="ID", help="Wikidata ids (Q...)")
+    remove.set_defaults(run=_remove)
 
     build = commands.add_parser("build", help="build an index version and publish it")
     build.add_argument("--catalog", required=True, help="celebrities: a JSON list or CSV file")
@@ -121,9 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--workers and --jitters must not be negative")
     try:
         return args.run(args)
-    except (CatalogError, BuildError, PublishError, IndexMismatch, ValueError) as exc:
+    except (CatalogError, BuildError, PublishError, IndexMismatch, RemoveError,
+            ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except HarvestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"error: storage unavailable, nothing was switched: {exc}", file=sys.stderr)
         return 2
