@@ -338,3 +338,15 @@ def test_sparql_down_for_good_is_an_error_that_keeps_what_was_fetched(standin, t
     assert run.returncode == 2
     assert "Wikidata Query Service" in run.stderr and "run again" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_photos_go_straight_to_cloud_storage(gcs_bucket, tmp_path):
+    with WikimediaServer(w.world(left_out=False, failing=False)) as server:
+        uri = f"gs://{gcs_bucket}/photos"
+        result = run_harvest(_config(server, tmp_path, photos=uri))
+        assert result.summary["fetched"] == len(w.ADULTS)
+        keys = list(open_store(uri).list(""))
+        assert sorted(k.split("/")[0] for k in keys) == sorted(w.ADULTS)
+        again = run_harvest(_config(server, tmp_path, photos=uri))
+        assert again.summary["fetched"] == 0
+        assert again.summary["already_stored"] == len(w.ADULTS)

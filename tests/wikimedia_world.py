@@ -76,10 +76,10 @@ def world(left_out: bool = True, failing: bool = True) -> World:
     pictures = [
         picture("File:Barack Obama portrait.jpg", "Barack_Obama/fr_obama.jpg"),
         picture("File:Joe Biden portrait.jpg", "Joe_Biden/fr_biden.jpg"),
-        picture("File:Kit Harington.jpg", "Kit_Harington/fr_john1.jpg"),
+        picture("File:Kit Harington.jpg", "Kit_Harington/fr_john2.jpg"),
         picture("File:Rose Leslie.jpg", "Rose_Leslie/fr_img1.jpg"),
         picture("File:Alex Lacamoire.jpg", "Alex_Lacamoire/fr_alex-lacamoire.jpg"),
-        picture("File:Year adult.jpg", "Kit_Harington/fr_john1.jpg"),
+        picture("File:Year adult.jpg", "Kit_Harington/fr_john2.jpg"),
     ]
     if left_out:
         people += [
@@ -100,7 +100,7 @@ def world(left_out: bool = True, failing: bool = True) -> World:
                        "1950-01-01T00:00:00Z"),
         ]
         pictures += [
-            picture("File:Child.jpg", "Kit_Harington/fr_john1.jpg"),
+            picture("File:Child.jpg", "Kit_Harington/fr_john2.jpg"),
             picture("File:Teen.jpg", "Rose_Leslie/fr_img1.jpg"),
             picture("File:Undated.jpg", "Joe_Biden/fr_biden.jpg"),
             picture("File:Opted out.jpg", "Alex_Lacamoire/fr_alex-lacamoire.jpg"),
