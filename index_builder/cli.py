@@ -53,7 +53,7 @@ def _harvest(args: argparse.Namespace) -> int:
     config = HarvestConfig(
         catalog_out=Path(args.catalog_out), photos=args.photos,
         politeness=Politeness(contact=args.contact, workers=args.workers,
-                              backoff=args.backoff),
+                              backoff=args.backoff, max_mbps=args.max_mbps),
         limit=args.limit, min_sitelinks=args.min_sitelinks, occupations=args.occupation,
         languages=check_languages([x.strip() for x in args.languages.split(",") if x.strip()]),
         exclude=args.exclude, sparql_url=args.sparql_url,
@@ -141,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
                          help="parallel downloads (default 2, Wikimedia's robot policy)")
     harvest.add_argument("--width", type=int, default=DEFAULT_WIDTH,
                          help=f"thumbnail width in pixels (default {DEFAULT_WIDTH})")
+    harvest.add_argument("--max-mbps", type=float, default=Politeness.max_mbps,
+                         help="download budget in megabits a second (default %(default)s, "
+                         "Wikimedia's robot policy; 0: none)")
     harvest.add_argument("--backoff", type=float, default=Politeness.backoff,
                          help="seconds before the first retry without Retry-After; doubled "
                          "each time (default %(default)s)")

@@ -17,7 +17,8 @@ TITLES_PER_REQUEST = 50  # the Action API's limit for a client without the apihi
 # Wide enough for the detector to find a face of a head-and-shoulders portrait, and one of
 # Wikimedia's standard thumbnail steps, which its caches hold already.
 DEFAULT_WIDTH = 960
-_METADATA = ("Artist", "LicenseShortName", "LicenseUrl", "AttributionRequired", "UsageTerms")
+_METADATA = ("Artist", "LicenseShortName", "LicenseUrl", "AttributionRequired", "UsageTerms",
+             "Restrictions")
 
 
 class _Text(HTMLParser):
@@ -58,6 +59,9 @@ class FileInfo:
     sha1: str
     mime: str
     credit: dict[str, Any]
+    # Commons' restriction templates beyond copyright, e.g. "personality" (the person
+    # shown may have rights over the use of their likeness) or "trademarked".
+    restrictions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,9 @@ def parse_imageinfo(result: dict[str, Any],
         if not thumb:
             unusable.append(Unusable(title, "no_thumbnail"))
             continue
+        restrictions = _meta(info.get("extmetadata") or {}, "Restrictions")
         usable[title] = FileInfo(title, thumb, str(info.get("sha1") or ""),
-                                 str(info.get("mime") or ""), credit)
+                                 str(info.get("mime") or ""), credit,
+                                 tuple(r for r in restrictions.split("|") if r))
     unusable.extend(Unusable(t, "missing_file") for t in asked if t not in seen)
     return usable, unusable

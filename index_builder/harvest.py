@@ -289,6 +289,8 @@ class _Harvest:
         if person.births:
             record["birth"] = max(person.births, key=lambda b: (b.year, b.month, b.day)).iso()
         record["credit"] = file.credit
+        if file.restrictions:
+            record["restrictions"] = list(file.restrictions)
         return record
 
     def _page(self, rows: list[tuple[str, int, Keyset]], bar: tqdm) -> None:
@@ -335,6 +337,9 @@ class _Harvest:
             "failed": dict(sorted(self.failed.items())),
             "photo_bytes": self.photo_bytes,
             "deleted_photos": self.deleted,
+            "restricted": dict(sorted(Counter(
+                r for record in self.catalogue for r in record.get("restrictions", [])
+            ).items())),
             "requests": dict(sorted(traffic.requests.items())),
             "retries": dict(sorted(traffic.retries.items())),
             "bytes_received": traffic.bytes,
@@ -372,6 +377,7 @@ def format_summary(result: HarvestResult, config: HarvestConfig) -> str:
         f"{s['deleted_photos']} old or withdrawn photos deleted",
         f"requests: {_counts(s['requests'])}; retries: {_counts(s['retries'])}; "
         f"{s['bytes_received'] / 1e6:.1f} MB received",
+        f"restrictions beyond copyright (Commons templates): {_counts(s['restricted'])}",
         f"time: {s['seconds']:.1f} s",
         "faces are checked by `build`, whose summary counts pictures without a usable face",
     ])

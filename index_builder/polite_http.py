@@ -48,6 +48,7 @@ class Politeness:
     backoff: float = 1.0  # seconds; doubled per retry, plus up to as much jitter
     max_retry_after: int = 600  # a longer Retry-After fails the request instead
     timeout: float = 60.0  # WDQS stops a query after 60 s; a read timeout above it
+    max_mbps: float = 25.0  # upload.wikimedia.org's robot policy, over 10 s intervals; 0: none
 
 
 @dataclass
@@ -69,6 +70,26 @@ class Traffic:
             self.retries[reason] += 1
 
 
+class ByteRate:
+    """Keeps downloads under `mbps` megabits a second on average: each download's bytes
+    are paid for after it arrives, and whoever is ahead of the budget waits."""
+
+    def __init__(self, mbps: float) -> None:
+        self.bytes_per_second = mbps * 1e6 / 8
+        self._lock = threading.Lock()
+        self._free_at = time.monotonic()  # when the bytes paid so far will have been due
+
+    def spend(self, size: int) -> None:
+        if self.bytes_per_second <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._free_at = max(self._free_at, now) + size / self.bytes_per_second
+            wait = self._free_at - now
+        if wait > 0:
+            time.sleep(wait)
+
+
 class _CountingRetry(Retry):
     """urllib3's Retry that reports each status retry to `Traffic`."""
 
@@ -88,6 +109,7 @@ class PoliteClient:
     def __init__(self, politeness: Politeness) -> None:
         self.politeness = politeness
         self.traffic = Traffic()
+        self.rate = ByteRate(politeness.max_mbps)
         retry = _CountingRetry(
             total=politeness.attempts - 1, status_forcelist=RETRIED_STATUSES,
             allowed_methods=None,  # POST too: SPARQL queries are read-only
@@ -134,6 +156,7 @@ class PoliteClient:
     def get_bytes(self, kind: str, url: str) -> tuple[bytes, str]:
         """A file's bytes and content type; HttpFailure when it cannot be had."""
         response = self._send(kind, "GET", url)
+        self.rate.spend(len(response.content))
         if response.status_code == 404:
             raise HttpFailure("missing", f"{url}: 404")
         if response.status_code != 200:

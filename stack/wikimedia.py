@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -68,6 +69,7 @@ class Picture:
     licence: str = "CC BY-SA 4.0"
     licence_url: str = "https://creativecommons.org/licenses/by-sa/4.0"
     attribution_required: bool = True
+    restrictions: str = ""  # e.g. "personality|trademarked"
     fault: str | None = None
 
     def original(self) -> Image.Image:
@@ -215,6 +217,7 @@ class WikimediaServer(ThreadedServer):
         self._failures: dict[str, list[_Failure]] = {"sparql": [], "api": [], "photo": []}
         self._maxlag = 0
         self._thumbs: dict[tuple[str, str, int], tuple[bytes, int, int]] = {}
+        self._facts: dict[tuple[str, str, str], tuple[str, int, int, int]] = {}
         self._thumb_lock = threading.Lock()
 
     @property
@@ -315,7 +318,7 @@ class WikimediaServer(ThreadedServer):
     def thumbnail(self, title: str, width: int) -> tuple[bytes, int, int]:
         with self._thumb_lock:
             picture = self.world.pictures[title]
-            key = (title, picture.sha1, width)
+            key = (title, str(picture.source), width)
             if key not in self._thumbs:
                 image = picture.original()
                 if image.width > width:
@@ -326,9 +329,19 @@ class WikimediaServer(ThreadedServer):
                 self._thumbs[key] = (buffer.getvalue(), image.width, image.height)
             return self._thumbs[key]
 
+    def facts(self, picture: Picture) -> tuple[str, int, int, int]:
+        """(sha1, width, height, bytes) of a picture's original, computed once."""
+        key = (picture.title, str(picture.source), str(picture.fault))
+        with self._thumb_lock:
+            if key not in self._facts:
+                original = picture.original()
+                size = len(picture.source.read_bytes()) if picture.source else 0
+                self._facts[key] = (picture.sha1, original.width, original.height, size)
+            return self._facts[key]
+
     def _thumb_url(self, picture: Picture, width: int) -> str:
         name = picture.title.split(":", 1)[1].replace(" ", "_")
-        return f"{self.url}/thumb/{picture.sha1[:2]}/{quote(name)}/{width}px-{quote(name)}"
+        return f"{self.url}/thumb/{self.facts(picture)[0][:2]}/{quote(name)}/{width}px-{quote(name)}"
 
     def _page_url(self, picture: Picture) -> str:
         return f"{self.url}/wiki/{quote(picture.title.replace(' ', '_'), safe=':()')}"
@@ -360,27 +373,27 @@ class WikimediaServer(ThreadedServer):
                 "UsageTerms": picture.licence,
                 "AttributionRequired": "true" if picture.attribution_required else "false",
                 "Copyrighted": "True",
+                "Restrictions": picture.restrictions,
             }
             if picture.fault == "no_licence":
                 meta = {"Artist": picture.artist_html}
             extmetadata = {key: {"value": value, "source": "commons-desc-page", "hidden": ""}
                            for key, value in meta.items() if value and (not wanted
                                                                         or key in wanted)}
-            original = picture.original()
+            sha1, original_width, original_height, size = self.facts(picture)
             info: dict[str, Any] = {
-                "size": len(picture.source.read_bytes()) if picture.source else 0,
-                "width": original.width, "height": original.height,
+                "size": size, "width": original_width, "height": original_height,
                 "url": f"{self.url}/original/{quote(title.split(':', 1)[1])}",
                 "descriptionurl": self._page_url(picture),
                 "descriptionshorturl": f"{self.url}/w/index.php?curid={abs(hash(title)) % 10**8}",
-                "sha1": picture.sha1, "mime": "image/jpeg", "extmetadata": extmetadata,
+                "sha1": sha1, "mime": "image/jpeg", "extmetadata": extmetadata,
             }
             if width:
-                thumb_width = min(width, original.width)
+                thumb_width = min(width, original_width)
                 info.update(thumburl=self._thumb_url(picture, thumb_width),
                             thumbwidth=thumb_width,
-                            thumbheight=round(original.height * thumb_width / original.width))
-            pages.append({"pageid": int(picture.sha1[:6], 16), "ns": 6, "title": title,
+                            thumbheight=round(original_height * thumb_width / original_width))
+            pages.append({"pageid": int(sha1[:6], 16), "ns": 6, "title": title,
                           "imagerepository": "local", "imageinfo": [info]})
         query: dict[str, Any] = {"pages": pages}
         if normalized:
@@ -400,6 +413,12 @@ class WikimediaServer(ThreadedServer):
 def _handler_for(server: WikimediaServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in separate writes: without this, Nagle's algorithm
+            # and the client's delayed ACK hold every keep-alive response back ~40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from PIL import Image
 from index_builder.commons import credit_of, html_to_text, parse_imageinfo
 from index_builder.exclusions import append_exclusions, parse_exclusions, read_exclusions
 from index_builder.harvest import HarvestConfig, check_picture, run_harvest
-from index_builder.polite_http import Politeness, user_agent
+from index_builder.polite_http import ByteRate, Politeness, user_agent
 from index_builder.wikidata import (
     Birth,
     Keyset,
@@ -122,6 +123,8 @@ def test_imageinfo_as_commons_answers_it():
                                 "hidden": ""},
                      "LicenseShortName": {"value": "CC-BY-SA-3.0",
                                           "source": "commons-desc-page", "hidden": ""},
+                     "Restrictions": {"value": "personality|trademarked",
+                                      "source": "commons-desc-page", "hidden": ""},
                      "LicenseUrl": {"value": "http://creativecommons.org/licenses/by-sa/3.0",
                                     "source": "commons-desc-page", "hidden": ""},
                      "AttributionRequired": {"value": "true", "source": "commons-desc-page",
@@ -135,6 +138,7 @@ def test_imageinfo_as_commons_answers_it():
     assert list(usable) == ["File:Dala_Kyrka.JPG"]
     info = usable["File:Dala_Kyrka.JPG"]
     assert info.thumb_url.endswith("960px-Dala_Kyrka.JPG")
+    assert info.restrictions == ("personality", "trademarked")
     assert info.credit == {
         "author": "Fhille", "licence": "CC-BY-SA-3.0",
         "licence_url": "http://creativecommons.org/licenses/by-sa/3.0",
@@ -169,6 +173,15 @@ def test_exclusion_list_is_read_and_appended(tmp_path):
     assert read_exclusions(str(tmp_path / "excluded.txt")) == {"Q1", "Q2", "Q3"}
     with pytest.raises(ValueError, match="does not exist"):
         read_exclusions(str(tmp_path / "typo.txt"))
+
+
+def test_byte_rate_keeps_downloads_under_the_budget():
+    rate = ByteRate(8.0)  # 1 MB/s
+    started = time.monotonic()
+    for _ in range(3):
+        rate.spend(500_000)
+    assert time.monotonic() - started >= 1.4
+    ByteRate(0).spend(10**9)  # no budget: no wait
 
 
 def test_user_agent_names_the_project_and_the_contact():
@@ -215,6 +228,8 @@ def test_harvest_keeps_adults_with_licensed_pictures_and_says_why_others_are_out
         "licence_url": "https://github.com/ageitgey/face_recognition",
         "source": f"{standin.url}/wiki/File:Barack_Obama_portrait.jpg",
         "attribution_required": True}
+    assert obama["restrictions"] == ["personality"]
+    assert "restrictions" not in catalogue[1] and s["restricted"] == {"personality": 1}
     rose = next(r for r in catalogue if r["id"] == w.ROSE)
     assert rose["name"] == "Роуз Лесли" and rose["names"] == {"ru": "Роуз Лесли"}
     year_adult = next(r for r in catalogue if r["id"] == w.YEAR_ADULT)

@@ -45,6 +45,11 @@ def picture(title: str, photo: str | None, fault: str | None = None) -> Picture:
                    licence="MIT", licence_url=f"https://github.com/{repo}", fault=fault)
 
 
+def _restricted(picture: Picture) -> Picture:
+    picture.restrictions = "personality"
+    return picture
+
+
 def world(left_out: bool = True, failing: bool = True) -> World:
     """The test world: the adults, plus those to leave out (`left_out`: minors, no date
     of birth, opted out, no licence, missing file, a picture without a face, too few
@@ -74,7 +79,7 @@ def world(left_out: bool = True, failing: bool = True) -> World:
                    f"{year - 19}-01-01T00:00:00Z", precision=9),
     ]
     pictures = [
-        picture("File:Barack Obama portrait.jpg", "Barack_Obama/fr_obama.jpg"),
+        _restricted(picture("File:Barack Obama portrait.jpg", "Barack_Obama/fr_obama.jpg")),
         picture("File:Joe Biden portrait.jpg", "Joe_Biden/fr_biden.jpg"),
         picture("File:Kit Harington.jpg", "Kit_Harington/fr_john2.jpg"),
         picture("File:Rose Leslie.jpg", "Rose_Leslie/fr_img1.jpg"),
