@@ -24,6 +24,7 @@ BENCHMARKS = {
     "cold_start": ["benchmarks.cold_start"],
     "webhook": ["benchmarks.webhook"],
     "webhook_load": ["benchmarks.webhook_load"],
+    "harvest": ["benchmarks.harvest", "--people", "1000"],
 }
 
 

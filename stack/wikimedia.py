@@ -341,7 +341,8 @@ class WikimediaServer(ThreadedServer):
 
     def _thumb_url(self, picture: Picture, width: int) -> str:
         name = picture.title.split(":", 1)[1].replace(" ", "_")
-        return f"{self.url}/thumb/{self.facts(picture)[0][:2]}/{quote(name)}/{width}px-{quote(name)}"
+        folder = self.facts(picture)[0][:2]
+        return f"{self.url}/thumb/{folder}/{quote(name)}/{width}px-{quote(name)}"
 
     def _page_url(self, picture: Picture) -> str:
         return f"{self.url}/wiki/{quote(picture.title.replace(' ', '_'), safe=':()')}"

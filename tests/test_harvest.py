@@ -262,7 +262,7 @@ def test_paging_reads_every_person_once_across_pages_and_ties(standin, tmp_path)
     paged = run_harvest(_config(standin, tmp_path / "paged", page_size=3))
     assert [r["id"] for r in paged.catalogue] == [r["id"] for r in whole.catalogue]
     assert paged.summary["found"] == whole.summary["found"] == len(standin.world.people) - 1
-    # 17 people in pages of 3: 6 pages, each with one details query.
+    # 16 people in pages of 3: 6 pages, each with one details query.
     assert standin.counts()["sparql"] - before == 6 + 6
     limited = run_harvest(_config(standin, tmp_path / "limited", page_size=2, limit=5))
     assert limited.summary["found"] == 5
