@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     except HarvestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: whatever was stored is kept; a harvest run again resumes",
+              file=sys.stderr)
+        return 130
     except StoreError as exc:
         print(f"error: storage unavailable, nothing was switched: {exc}", file=sys.stderr)
         return 2
