@@ -83,16 +83,14 @@ def run_remove(out: str, ids: list[str], photos: str = "", keep: int = DEFAULT_K
         if not present:
             return RemoveResult(listed, [], None, None, deleted)
         smaller = without(index, set(present))
+        name = version_name(smaller, datetime.now(UTC))
         smaller.manifest.build = {**index.manifest.build, "removed": present,
-                                  "removed_from": current}
+                                  "removed_from": current, "version": name}
         stage = Path(tmp) / "stage"
         smaller.save(stage)
         for celebrity in smaller.celebrities:
             if celebrity.photo and (directory / celebrity.photo).is_file():
                 (stage / celebrity.photo).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(directory / celebrity.photo, stage / celebrity.photo)
-        name = version_name(stage, datetime.now(UTC))
-        smaller.manifest.build["version"] = name
-        smaller.manifest.write(stage)
         switch = publish(store, stage, name, keep)
     return RemoveResult(listed, present, name, switch, deleted)
