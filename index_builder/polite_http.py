@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import Any
 
 import requests
@@ -46,7 +47,6 @@ class Politeness:
     workers: int = 2  # upload.wikimedia.org's robot policy: at most 2 at once
     attempts: int = 6  # per request, the first included
     backoff: float = 1.0  # seconds; doubled per retry, plus up to as much jitter
-    max_retry_after: int = 600  # a longer Retry-After fails the request instead
     timeout: float = 60.0  # WDQS stops a query after 60 s; a read timeout above it
     max_mbps: float = 25.0  # upload.wikimedia.org's robot policy, over 10 s intervals; 0: none
 
@@ -91,9 +91,19 @@ class ByteRate:
 
 
 class _CountingRetry(Retry):
-    """urllib3's Retry that reports each status retry to `Traffic`."""
+    """urllib3's Retry that reports each status retry to `Traffic`, and waits before the
+    first retry too (urllib3 retries the first at once, which a 429 without Retry-After
+    must not get)."""
 
     traffic: Traffic | None = None
+
+    def get_backoff_time(self) -> float:
+        errors = sum(1 for _ in takewhile(lambda h: h.redirect_location is None,
+                                          reversed(self.history)))
+        if errors == 0:
+            return 0.0
+        wait = self.backoff_factor * 2 ** (errors - 1) + random.uniform(0, self.backoff_jitter)
+        return float(min(self.backoff_max, wait))
 
     def increment(self, *args: Any, **kwargs: Any) -> Retry:  # type: ignore[override]
         response = kwargs.get("response")
@@ -114,8 +124,8 @@ class PoliteClient:
             total=politeness.attempts - 1, status_forcelist=RETRIED_STATUSES,
             allowed_methods=None,  # POST too: SPARQL queries are read-only
             backoff_factor=politeness.backoff, backoff_jitter=politeness.backoff,
-            backoff_max=120, respect_retry_after_header=True,
-            retry_after_max=politeness.max_retry_after, raise_on_status=False)
+            backoff_max=120, respect_retry_after_header=True,  # all of it: never sooner
+            raise_on_status=False)
         retry.traffic = self.traffic
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, politeness.workers),
                               pool_block=True, max_retries=retry)
@@ -199,7 +209,7 @@ class PoliteClient:
             wait = response.headers.get("Retry-After", "")
             if attempt + 1 < self.politeness.attempts:
                 if wait.isdigit():
-                    time.sleep(min(int(wait), self.politeness.max_retry_after))
+                    time.sleep(int(wait))
                 else:
                     self._pause(attempt)
         raise HttpFailure("maxlag", f"{endpoint}: replication lag stayed above "

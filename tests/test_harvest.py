@@ -18,7 +18,7 @@ from PIL import Image
 from index_builder.commons import credit_of, html_to_text, parse_imageinfo
 from index_builder.exclusions import append_exclusions, parse_exclusions, read_exclusions
 from index_builder.harvest import HarvestConfig, check_picture, run_harvest
-from index_builder.polite_http import ByteRate, Politeness, user_agent
+from index_builder.polite_http import ByteRate, PoliteClient, Politeness, user_agent
 from index_builder.wikidata import (
     Birth,
     Keyset,
@@ -182,6 +182,18 @@ def test_byte_rate_keeps_downloads_under_the_budget():
         rate.spend(500_000)
     assert time.monotonic() - started >= 1.4
     ByteRate(0).spend(10**9)  # no budget: no wait
+
+
+def test_even_the_first_retry_waits_with_jitter():
+    from urllib3.response import HTTPResponse
+
+    client = PoliteClient(Politeness(contact="t@e.org", backoff=0.5))
+    retry = client.session.get_adapter("http://x").max_retries
+    once = retry.increment(method="GET", url="/", response=HTTPResponse(status=503))
+    assert 0.5 <= once.get_backoff_time() <= 1.0
+    twice = once.increment(method="GET", url="/", response=HTTPResponse(status=503))
+    assert 1.0 <= twice.get_backoff_time() <= 1.5
+    assert client.traffic.retries["http_503"] == 2
 
 
 def test_user_agent_names_the_project_and_the_contact():
