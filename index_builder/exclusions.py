@@ -39,7 +39,8 @@ def read_exclusions(uri: str) -> set[str]:
     try:
         return parse_exclusions(store.read(key).decode("utf-8"))
     except NotFound:
-        raise ValueError(f"the exclusion list {uri} does not exist") from None
+        raise ValueError(f"the exclusion list {uri} does not exist (`remove` creates it; "
+                         "make an empty one if nobody has opted out yet)") from None
 
 
 def append_exclusions(store: Store, ids: list[str], key: str = EXCLUSIONS_FILE) -> int:
