@@ -17,7 +17,7 @@ from index_builder.build import HNSW_PARAMS, BuildConfig, BuildError, format_sum
 from index_builder.catalog import CatalogError, catalog_from_ids
 from index_builder.commons import DEFAULT_COMMONS_API_URL, DEFAULT_WIDTH
 from index_builder.engines import ENGINES, EngineChoice
-from index_builder.harvest import HarvestConfig, HarvestError, run_harvest
+from index_builder.harvest import PAGE_SIZE, HarvestConfig, HarvestError, run_harvest
 from index_builder.harvest import format_summary as format_harvest
 from index_builder.photos import list_photos
 from index_builder.polite_http import Politeness
@@ -147,7 +147,9 @@ def parser() -> argparse.ArgumentParser:
     harvest.add_argument("--backoff", type=float, default=Politeness.backoff,
                          help="seconds before the first retry without Retry-After; doubled "
                          "each time (default %(default)s)")
-    harvest.add_argument("--page-size", type=int, default=5000, help=argparse.SUPPRESS)
+    harvest.add_argument("--page-size", type=int, default=PAGE_SIZE,
+                         help="people per Wikidata query (default %(default)s; smaller if "
+                         "the service times out)")
     harvest.add_argument("--no-progress", action="store_true", help="no progress bars")
     harvest.set_defaults(run=_harvest)
 

@@ -129,6 +129,7 @@ class _Harvest:
         self.deleted = 0
         self._lock = threading.Lock()  # downloads run in threads and count as they go
         self.catalogue: list[dict[str, Any]] = []
+        self.seen: set[str] = set()  # a person whose sitelinks change mid-run may come twice
         self.existing: dict[str, set[str]] = defaultdict(set)  # Q-id -> keys in the store
         for key in self.store.list(""):
             if key.count("/") == 1:
@@ -294,14 +295,18 @@ class _Harvest:
         return record
 
     def _page(self, rows: list[tuple[str, int, Keyset]], bar: tqdm) -> None:
+        bar.update(len(rows))
+        rows = [row for row in rows if row[0] not in self.seen]
+        self.seen.update(qid for qid, _, _ in rows)
         self.found += len(rows)
+        if not rows:
+            return
         people = self._admissible(self._details(rows))
         files = self._describe(sorted({p.image() or "" for p in people}))
         keys = self._photos(people, files)
         for person in people:
             if person.id in keys:
                 self.catalogue.append(self._record(person, files[person.image() or ""]))
-        bar.update(len(rows))
 
     def run(self) -> HarvestResult:
         started = time.monotonic()

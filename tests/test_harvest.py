@@ -281,6 +281,39 @@ def test_paging_reads_every_person_once_across_pages_and_ties(standin, tmp_path)
     assert [r["id"] for r in limited.catalogue] == [w.OBAMA, w.BIDEN, w.KIT, w.ROSE, w.ALEX]
 
 
+def test_a_person_met_twice_across_pages_is_catalogued_once(standin, tmp_path):
+    """Sitelinks can change between two page queries: a person then comes again."""
+    kit = next(p for p in standin.world.people if p.qid == w.KIT)
+    config = _config(standin, tmp_path, page_size=2, limit=8)
+    served = standin.sparql
+    pages: list[list[str]] = []
+
+    def shifting(query: str) -> dict:
+        answer = served(query)
+        if "VALUES ?item" not in query:
+            pages.append([b["item"]["value"].rsplit("/", 1)[1]
+                          for b in answer["results"]["bindings"]])
+            if w.KIT in pages[-1]:
+                kit.sitelinks = 262  # after the page that held Kit: Kit comes again later
+        return answer
+
+    standin.sparql = shifting  # type: ignore[method-assign]
+    result = run_harvest(config)
+    assert sum(page.count(w.KIT) for page in pages) == 2
+    ids = [r["id"] for r in result.catalogue]
+    assert len(ids) == len(set(ids)) and w.KIT in ids
+
+
+def test_bad_languages_are_refused_before_any_request(standin, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "index_builder", "harvest", "--catalog-out",
+         str(tmp_path / "c.json"), "--photos", str(tmp_path / "p"), "--sparql-url",
+         standin.sparql_url, "--contact", "t@e.org", "--languages", 'en,") } DROP'],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "not language codes" in run.stderr
+    assert standin.counts()["sparql"] == 0
+
+
 def test_429_and_503_are_retried_after_the_time_asked_and_maxlag_is_waited_out(
         standin, tmp_path):
     standin.fail_next("sparql", 429, retry_after=1)
