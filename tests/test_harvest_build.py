@@ -91,6 +91,24 @@ def test_the_index_carries_names_links_and_credits_and_never_the_left_out(galler
     assert [(r["celebrity"], r["reason"]) for r in report["rejected"]] == [(w.NO_FACE, "no_face")]
 
 
+def test_remove_works_on_cloud_storage_too(gallery, gcs_bucket, tmp_path):
+    from index_builder.publish import publish
+    from index_builder.remove import run_remove
+    from shared.index_store import fetch_index
+    from shared.storage import open_store
+
+    version = resolve_index_dir(gallery["root"] / "out")
+    out = f"gs://{gcs_bucket}/index"
+    publish(open_store(out), version, version.name)
+    result = run_remove(out, [w.BIDEN])
+    assert result.removed == [w.BIDEN] and result.switch is not None
+    assert result.switch.current == result.version != version.name
+    index = CelebrityIndex.load(fetch_index(out, tmp_path / "cache"))
+    assert w.BIDEN not in [c.id for c in index.celebrities]
+    assert all(index.photo_path(c) is not None for c in index.celebrities)
+    assert w.BIDEN in open_store(out).read("excluded.txt").decode()
+
+
 def test_remove_publishes_a_version_without_them_and_the_next_harvest_leaves_them_out(
         gallery):
     root, out = gallery["root"], gallery["root"] / "out"
