@@ -106,11 +106,11 @@ class _CountingRetry(Retry):
         return float(min(self.backoff_max, wait))
 
     def increment(self, *args: Any, **kwargs: Any) -> Retry:  # type: ignore[override]
+        new = super().increment(*args, **kwargs)  # raises when no retry is left
         response = kwargs.get("response")
         if self.traffic is not None:
             self.traffic.retried(f"http_{response.status}" if response is not None
                                  else "connection")
-        new = super().increment(*args, **kwargs)
         new.traffic = self.traffic  # type: ignore[attr-defined]
         return new
 
@@ -142,25 +142,24 @@ class PoliteClient:
     def _send(self, kind: str, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One request with status retries (urllib3) and retries of cut-short bodies."""
         for attempt in range(self.politeness.attempts):
-            error: Exception
             try:
                 response = self.session.request(method, url, timeout=self.politeness.timeout,
                                                 **kwargs)
                 body = response.content  # a short read raises here
-            except requests.exceptions.ChunkedEncodingError as exc:
-                reason, error = "truncated", exc
-            except requests.exceptions.RetryError as exc:
-                raise HttpFailure("too_many_retries", f"{url}: {exc}") from None
+            except (requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                self.traffic.count(kind, 0)
+                if attempt + 1 == self.politeness.attempts:
+                    raise HttpFailure("truncated", f"{url}: {exc}") from None
+                self.traffic.retried("truncated")
+                self._pause(attempt)
+                continue
             except requests.exceptions.RequestException as exc:
-                reason, error = "connection", exc
-            else:
-                self.traffic.count(kind, len(body))
-                return response
-            self.traffic.count(kind, 0)
-            if attempt + 1 == self.politeness.attempts:
-                raise HttpFailure(reason, f"{url}: {error}")
-            self.traffic.retried(reason)
-            self._pause(attempt)
+                # Connection errors and timeouts were retried by urllib3 already.
+                self.traffic.count(kind, 0)
+                raise HttpFailure("connection", f"{url}: {exc}") from None
+            self.traffic.count(kind, len(body))
+            return response
         raise AssertionError("unreachable")
 
     def get_bytes(self, kind: str, url: str) -> tuple[bytes, str]:

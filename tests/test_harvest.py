@@ -196,6 +196,21 @@ def test_even_the_first_retry_waits_with_jitter():
     assert client.traffic.retries["http_503"] == 2
 
 
+def test_a_refused_connection_is_retried_then_reported():
+    import socket
+
+    from index_builder.polite_http import HttpFailure
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = PoliteClient(Politeness(contact="t@e.org", backoff=0.01))
+    with pytest.raises(HttpFailure) as failure:
+        client.get_bytes("photo", f"http://127.0.0.1:{port}/thumb.jpg")
+    assert failure.value.reason == "connection"
+    assert client.traffic.retries["connection"] == 5
+
+
 def test_user_agent_names_the_project_and_the_contact():
     agent = user_agent("ops@example.org")
     assert agent.startswith("lookalike-bot-index-builder/") and "ops@example.org" in agent
