@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.machine import describe
 from index_builder.harvest import HarvestConfig, run_harvest
 from index_builder.polite_http import Politeness
 from shared.config import REPO_ROOT
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-mbps", type=float, default=0.0,
                         help="download budget (default none: measure the harvester itself)")
     args = parser.parse_args(argv)
+    print(describe(), flush=True)
     world = World.synthetic(args.people, REPO_ROOT / "demo" / "photos")
     with WikimediaServer(world) as server:
         for title in world.pictures:
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     per = 1000 / args.people
     print(f"harvest of {args.people} people, {args.workers} download workers, thumbnails "
           f"{WIDTH} px wide at most (demo photos: 512 px at most), "
-          f"download budget {args.max_mbps or 'none'} Mbps; medians of {args.repeat} runs, "
+          + (f"download budget {args.max_mbps:g} Mbps" if args.max_mbps else "no download budget")
+          + f"; medians of {args.repeat} runs, "
           "per 1,000 people")
     print("| run | time s | photo MB | MB received | requests | catalogued |")
     print("|---|---|---|---|---|---|")
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         kinds = ", ".join(f"{kind} {count * per:.1f}"
                           for kind, count in sorted(runs[0]["requests"].items()))
         print(f"requests per 1,000 people, {name}: {kinds}")
+    print(describe())
 
 
 if __name__ == "__main__":
