@@ -34,8 +34,8 @@ def _harvest(server: WikimediaServer, root: Path, *extra: str) -> subprocess.Com
     return run
 
 
-def _match(index: Path, photo: Path) -> dict:
-    run = _run("main.py", "match", "--json", "--index", str(index), str(photo))
+def _match(index: Path, photo: Path, *extra: str) -> dict:
+    run = _run("main.py", "match", "--json", "--index", str(index), str(photo), *extra)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.splitlines()[0])
 
@@ -63,9 +63,16 @@ def test_another_photo_of_a_harvested_person_names_that_person_first(gallery):
     record = _match(gallery["root"] / "out", ANOTHER_OBAMA)
     best = record["faces"][0]["matches"][0]
     assert best["id"] == w.OBAMA and best["name"] == "Barack Obama"
-    if "credit" in best:  # the answer side carries them into match --json
-        assert best["credit"]["licence"] == "MIT"
-        assert best["url"] == "https://en.wikipedia.org/wiki/Barack_Obama"
+    assert best["url"] == "https://en.wikipedia.org/wiki/Barack_Obama"
+    assert best["credit"] == {
+        "author": "ageitgey/face_recognition & contributors", "licence": "MIT",
+        "licence_url": "https://github.com/ageitgey/face_recognition",
+        "source": f"{gallery['server'].url}/wiki/File:Barack_Obama_portrait.jpg",
+        "attribution_required": True}
+    russian = _match(gallery["root"] / "out", ANOTHER_OBAMA, "--language", "ru")
+    best = russian["faces"][0]["matches"][0]
+    assert best["names"]["ru"] == "Барак Обама"
+    assert best["url"] == "https://ru.wikipedia.org/wiki/Обама,_Барак"
 
 
 def test_the_index_carries_names_links_and_credits_and_never_the_left_out(gallery):
