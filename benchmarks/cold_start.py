@@ -59,7 +59,7 @@ def child(mode: str, spawned: float) -> dict[str, float]:
 
     import functions.worker  # noqa: F401 - what the function's first event imports
     import main  # noqa: F401
-    from shared.assets import AssetCache
+    from functions.worker_assets import AssetCache
     from shared.config import REPO_ROOT, Settings
     from shared.index import CelebrityIndex
     from shared.index_store import CelebrityPhotos, fetch_current

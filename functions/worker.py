@@ -37,16 +37,9 @@ from telegram.error import (
 
 from functions.send_limiter import SendLimiter
 from functions.structured_logging import setup_logging
-from functions.worker_telegram import TelegramClient
-from shared.assets import AssetCache
-from shared.config import Settings, bot_token
-from shared.images import ImageError
-from shared.instance import Lazy
-from shared.jobs import Job, MalformedJob
-from shared.markers import Claim, Markers, NoMarkers
-from shared.matching import match_photo
-from shared.render import MAX_ROWS, render_jpeg
-from shared.replies import (
+from functions.worker_assets import AssetCache
+from functions.worker_markers import Claim, Markers, NoMarkers
+from functions.worker_replies import (
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
     PARSE_MODE,
@@ -54,6 +47,13 @@ from shared.replies import (
     matches_text,
     problem_text,
 )
+from functions.worker_telegram import TelegramClient
+from shared.config import Settings, bot_token
+from shared.images import ImageError
+from shared.instance import Lazy
+from shared.jobs import Job, MalformedJob
+from shared.matching import match_photo
+from shared.render import MAX_ROWS, render_jpeg
 from shared.storage import PreconditionFailed, open_store, set_retry_seconds
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from index_builder.quality import QualityFilter, choose_face
+from shared.crops import TILE
 from shared.detection import BUILDER_DETECTION, DetectionSettings
 from shared.images import ImageError, ImageTooLarge, decode_image, encode_jpeg
 from shared.instance import LazyMap
@@ -44,7 +45,6 @@ from shared.models import (
 from shared.storage import NotFound, Store, StoreError, open_store
 
 CACHE_FORMAT = 2  # 2: detection on grayscale (other scores, same faces)
-CROP_SIZE = 320  # the bot shows celebrity photos in 320 px tiles (shared/render.py)
 # Row schema of the per-photo step (Fugue schema syntax); `descriptor` is 128 float32.
 SCHEMA = ("photo:str,celebrity:str,sha256:str,status:str,reason:str,from_cache:bool,"
           "descriptor:binary,eye_distance:double,face_width:long")
@@ -83,7 +83,7 @@ class EmbedOptions:
             if detection[name] == getattr(BUILDER_DETECTION, name):
                 del detection[name]
         key = {"format": CACHE_FORMAT, "models": model_identity(), "jitters": self.jitters,
-               "rule": asdict(self.rule), **detection, "crop": CROP_SIZE}
+               "rule": asdict(self.rule), **detection, "crop": TILE}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,8 +135,8 @@ def photo_models(jitters: int) -> FaceModels:
 
 def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], bytes | None]:
     """The cache entry of one photo's bytes, and its face crop as JPEG when accepted."""
+    from shared.crops import face_crop
     from shared.faces import find_faces
-    from shared.render import face_crop
 
     try:
         image = decode_image(data, options.detection.max_image_pixels)
@@ -149,7 +149,7 @@ def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], 
     face, reason = choose_face(scan.faces, options.rule)
     if face is None:
         return {"status": REJECTED, "reason": reason}, None
-    crop = encode_jpeg(face_crop(scan.image, face.box, CROP_SIZE), quality=85)
+    crop = encode_jpeg(face_crop(scan.image, face.box), quality=85)
     entry = {"status": OK, "reason": "",
              "descriptor": base64.b64encode(face.descriptor.astype("<f4").tobytes()).decode(),
              "eye_distance": face.quality.eye_distance, "face_width": face.quality.width}

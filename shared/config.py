@@ -42,7 +42,7 @@ class Settings:
     # How long the worker's Cloud Storage calls keep retrying before the job is given
     # back to Pub/Sub (the client library alone would retry for 120 s).
     storage_retry_seconds: float = 10.0
-    # Where the worker records handled updates (claim markers, see shared/markers.py);
+    # Where the worker records handled updates (claim markers, see functions/worker_markers.py);
     # empty disables the check.
     markers_uri: str = ""
     # Jobs older than this are dropped with a log line instead of being answered.

@@ -4,7 +4,7 @@ OpenBLAS kernels that suit it.
 The worker may be deployed with dlib and nmslib wheels compiled for AVX2 and FMA
 (infra/deploy.sh, WORKER_WHEELS=fast). On a CPU without them the first vector
 instruction kills the process with SIGILL somewhere inside dlib; checking the CPU's flags
-first turns that into an error that names the cause (see shared/assets.py).
+first turns that into an error that names the cause (see functions/worker_assets.py).
 
 The OpenBLAS inside the dlib wheel chooses its matrix kernels by CPU model, from tables
 of its release (0.3.21); a newer model falls back to generic SSE3 kernels ("Prescott"),

@@ -92,7 +92,7 @@ def import_nmslib() -> Any:
     the whole process's, so while it is redirected other threads' stderr is lost too, and
     two first imports at once could leave it on /dev/null for good. Hence the lock, and
     the worker's cold start importing nmslib before it starts loading the models and the
-    index on two threads (shared/assets.py).
+    index on two threads (functions/worker_assets.py).
     """
     with _stderr_lock:
         if "nmslib" in sys.modules:

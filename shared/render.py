@@ -10,26 +10,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from shared.faces import Box
+from shared.crops import TILE, face_crop
 from shared.index import Celebrity
 from shared.matching import PhotoMatches
 
 MAX_ROWS = 4
-TILE = 320
 PhotoLoader = Callable[[Celebrity], bytes | None]
-
-
-def face_crop(image: np.ndarray, box: Box, size: int = TILE, margin: float = 0.6) -> Image.Image:
-    """A square crop around a face, with `margin` of the face size added on each side."""
-    left, top, right, bottom = box
-    side = max(right - left, bottom - top) * (1 + 2 * margin)
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    crop = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
-    picture = Image.fromarray(image).crop(crop)
-    return picture.resize((size, size), Image.LANCZOS)
 
 
 def _placeholder(size: int) -> Image.Image:

@@ -16,7 +16,7 @@ import functions_framework
 import pytest
 
 from functions import worker
-from shared.assets import AssetCache
+from functions.worker_assets import AssetCache
 from shared.config import Settings
 from shared.cpu import CPUINFO, blas_core_type, choose_blas_kernels, missing_cpu_flags
 from shared.jobs import Job
@@ -101,7 +101,7 @@ def test_settings_read_the_flags_comma_separated(monkeypatch) -> None:
 def test_cold_start_refuses_a_cpu_without_the_flags(tmp_path, caplog) -> None:
     cache = AssetCache(Settings(required_cpu_flags=("avx2", "no_such_flag"),
                                 cache_dir=str(tmp_path)))
-    with (caplog.at_level(logging.ERROR, logger="shared.assets"),
+    with (caplog.at_level(logging.ERROR, logger="functions.worker_assets"),
           pytest.raises(ModelError, match="lacks no_such_flag") as raised):
         cache.get()
     assert "WORKER_WHEELS=pypi" in str(raised.value)

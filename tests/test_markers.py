@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.markers import MarkerBusy, Markers
+from functions.worker_markers import MarkerBusy, Markers
 from shared.storage import GcsStore, LocalStore, PreconditionFailed, Store
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.faces import Face, FaceQuality, FaceScan
-from shared.index import Celebrity, Match
-from shared.matching import FaceMatches, PhotoMatches
-from shared.replies import (
+from functions.worker_replies import (
     CAPTION_LIMIT,
     MAX_LINKS,
     MESSAGE_LIMIT,
@@ -16,6 +13,9 @@ from shared.replies import (
     problem_text,
     visible_length,
 )
+from shared.faces import Face, FaceQuality, FaceScan
+from shared.index import Celebrity, Match
+from shared.matching import FaceMatches, PhotoMatches
 from shared.texts import text
 from stack.telegram_html import parse_html
 

@@ -19,10 +19,10 @@ from cloudevents.http import CloudEvent
 from telegram.error import NetworkError
 
 from functions import worker
+from functions.worker_markers import MarkerBusy, Markers
 from index_builder.publish import activate, publish
 from shared.config import DEMO_GALLERY
 from shared.jobs import Job
-from shared.markers import MarkerBusy, Markers
 from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
 from shared.storage import GcsStore, NotFound, StoreError
 from shared.texts import text
