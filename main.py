@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,8 @@ def _match(args: argparse.Namespace) -> int:
     except (IndexMismatch, ModelError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = Settings(**{**settings.__dict__, "top_k": args.top})
+    if args.top is not None:
+        settings = replace(settings, top_k=args.top)
     failed = False
     for number, photo in enumerate(args.photos, start=1):
         try:
@@ -137,7 +139,8 @@ def cli(argv: list[str] | None = None) -> int:
     match.add_argument("photos", nargs="+", metavar="PHOTO")
     match.add_argument("--index", help="index directory or builder output root "
                        "(default: LOOKALIKE_INDEX_URI or the bundled demo gallery)")
-    match.add_argument("--top", type=int, default=3, help="celebrities per face (default 3)")
+    match.add_argument("--top", type=int, help="celebrities per face "
+                       f"(default: LOOKALIKE_TOP_K or {Settings.top_k})")
     match.add_argument("--json", action="store_true", help="one JSON object per photo")
     match.add_argument("--draw", metavar="OUT.png",
                        help="save each face beside its best match's photo")
@@ -145,7 +148,7 @@ def cli(argv: list[str] | None = None) -> int:
                        help="language of the names and Wikipedia links shown, as "
                        "Telegram's language_code, e.g. ru or pt-br (default en)")
     args = parser.parse_args(argv)
-    if args.top < 1:
+    if args.top is not None and args.top < 1:
         parser.error("--top must be at least 1")
     return _match(args)
 

@@ -1,15 +1,16 @@
 """`python main.py match` as a user runs it, against the bundled demo gallery."""
 
 import json
+import os
 import subprocess
 import sys
 
 from tests.conftest import REPO
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "main.py"), "match", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+                          capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
 
 
 def test_json_names_people_from_held_out_photos(labelled):
@@ -109,3 +110,15 @@ def test_json_and_text_carry_names_links_and_credits_when_the_index_has_them(tmp
     old_text = _run("--index", str(bare), "--top", "1", "--language", "ru", sample).stdout
     assert old_text.splitlines()[2].split()[:3] == ["1.", "Rose", "Leslie"]
     assert len(old_text.splitlines()) == 3  # no link, no credit line
+
+
+def test_top_k_comes_from_the_settings_unless_given():
+    sample = str(REPO / "demo" / "samples" / "multi_obama_and_biden.jpg")
+    for args, top_k, per_face in (([], "5", 5), (["--top", "2"], "5", 2), ([], None, 3)):
+        env = {k: v for k, v in os.environ.items() if k != "LOOKALIKE_TOP_K"}
+        if top_k is not None:
+            env["LOOKALIKE_TOP_K"] = top_k
+        run = _run(sample, "--json", *args, env=env)
+        assert run.returncode == 0, run.stderr
+        faces = json.loads(run.stdout)["faces"]
+        assert len(faces) == 3 and all(len(f["matches"]) == per_face for f in faces), args
