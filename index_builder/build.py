@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from index_builder.engines import EngineChoice, run_step
 from index_builder.photos import list_photos
 from index_builder.publish import DEFAULT_KEEP, IO_THREADS, SwitchResult, publish
 from index_builder.quality import QualityFilter
-from shared.index import DEFAULT_HNSW, Celebrity, CelebrityIndex
+from shared.index import DEFAULT_HNSW, CelebrityIndex
 from shared.storage import Store, open_store
 
 # Chosen with benchmarks/hnsw_params.py and benchmarks/index_query.py on 12,000 synthetic
@@ -152,8 +152,7 @@ def assemble(config: BuildConfig, catalog: Catalog, results: pd.DataFrame, stage
         celebrity = catalog.celebrities[old]
         name = _photo_name(celebrity.id, taken)
         crops[name] = accepted.loc[best[old], "sha256"]
-        celebrities.append(Celebrity(celebrity.id, celebrity.name, celebrity.alias, name,
-                                     celebrity.extra))
+        celebrities.append(replace(celebrity, photo=name))
     _copy_crops(config, namespace, crops, stage)
     index = CelebrityIndex.build(descriptors, [new_row[r] for r in accepted["row"]],
                                  celebrities, hnsw=config.hnsw,

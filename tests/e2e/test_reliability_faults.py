@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -401,7 +402,7 @@ def test_a_job_too_old_is_dropped_with_a_log_line(stack: Stack, labelled):
     chat = next(_chats)
     update = photo_message_update(stack.bot_api, face_photo(labelled), chat_id=chat)
     old = job_of(update)
-    old = Job(**{**old.__dict__, "received_at": time.time() - 3600})
+    old = replace(old, received_at=time.time() - 3600)
     stack.publish(old.to_bytes(), update_id=str(old.update_id))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
