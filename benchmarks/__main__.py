@@ -25,6 +25,7 @@ BENCHMARKS = {
     "webhook": ["benchmarks.webhook"],
     "webhook_load": ["benchmarks.webhook_load"],
     "harvest": ["benchmarks.harvest", "--people", "1000"],
+    "jpeg": ["benchmarks.jpeg"],
 }
 
 

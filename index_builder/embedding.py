@@ -149,7 +149,7 @@ def describe_photo(data: bytes, options: EmbedOptions) -> tuple[dict[str, Any], 
     face, reason = choose_face(scan.faces, options.rule)
     if face is None:
         return {"status": REJECTED, "reason": reason}, None
-    crop = encode_jpeg(face_crop(scan.image, face.box), quality=85)
+    crop = encode_jpeg(face_crop(scan.image, face.box))
     entry = {"status": OK, "reason": "",
              "descriptor": base64.b64encode(face.descriptor.astype("<f4").tobytes()).decode(),
              "eye_distance": face.quality.eye_distance, "face_width": face.quality.width}

@@ -91,10 +91,12 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
-def encode_jpeg(image: np.ndarray | Image.Image, quality: int = 88) -> bytes:
-    """Encode an RGB array or Pillow image as JPEG bytes."""
+def encode_jpeg(image: np.ndarray | Image.Image, quality: int = 85) -> bytes:
+    """Encode an RGB array or Pillow image as JPEG bytes: the bot's reply pictures and the
+    index's face crops. Without Pillow's `optimize`, whose few percent fewer bytes cost
+    several times the encoding time (docs/performance.md, "JPEG encoding")."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=True)
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from shared.crops import TILE, face_crop
+from shared.images import encode_jpeg
 from shared.index import Celebrity
 from shared.matching import PhotoMatches
 
@@ -65,6 +66,4 @@ def render_matches(result: PhotoMatches, photo_loader: PhotoLoader | None = None
 
 
 def render_jpeg(result: PhotoMatches, photo_loader: PhotoLoader | None = None) -> bytes:
-    buffer = io.BytesIO()
-    render_matches(result, photo_loader).save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+    return encode_jpeg(render_matches(result, photo_loader))
