@@ -20,12 +20,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 # (both give the same descriptors, to 1e-6, and the same index files).
 FAST_WHEELS := $(VENV)/.fast-wheels
 $(FAST_WHEELS): $(STAMP) packaging/build_dlib_wheel.sh packaging/build_nmslib_wheel.sh packaging/wheels.sh
-	wheel=$$(PYTHON=$(PYTHON) packaging/build_dlib_wheel.sh) \
-	  && $(PY) -m pip install --quiet --force-reinstall --no-deps "$$wheel" \
-	  || echo "dlib wheel not built or not installed: dlib-bin stays" >&2
-	wheel=$$(PYTHON=$(PYTHON) packaging/build_nmslib_wheel.sh) \
-	  && $(PY) -m pip install --quiet --force-reinstall --no-deps "$$wheel" \
-	  || echo "nmslib wheel not built or not installed: the PyPI wheel stays" >&2
+	for name in dlib nmslib; do \
+	  wheel=$$(PYTHON=$(PYTHON) packaging/build_$${name}_wheel.sh) \
+	    && $(PY) -m pip install --quiet --force-reinstall --no-deps "$$wheel" \
+	    || echo "$$name wheel not built or not installed: the PyPI wheel stays" >&2; \
+	done
 	touch $(FAST_WHEELS)
 
 demo: $(STAMP)
