@@ -12,12 +12,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-# dlib with OpenBLAS and AVX2, about 3x faster per descriptor, and nmslib with AVX2,
-# about 1.5x faster per query (docs/performance.md): compiled once (10-20 min and 5-10
-# min) into a cache outside the repository and installed over the PyPI wheels, which stay
-# the fallback where they cannot be built (rm $(FAST_WHEELS) to retry). The tests and
-# benchmarks wait for them; the demos start at once with whichever build is installed
-# (both give the same descriptors, to 1e-6, and the same index files).
+# dlib with OpenBLAS and AVX2, faster per descriptor, and nmslib with AVX2, faster per
+# query (figures in docs/performance.md): compiled once into a cache outside the
+# repository and installed over the PyPI wheels, which stay the fallback where they
+# cannot be built (rm $(FAST_WHEELS) to retry). The tests and benchmarks wait for them;
+# the demos start at once with whichever build is installed (both give the same
+# descriptors and the same index files).
 FAST_WHEELS := $(VENV)/.fast-wheels
 $(FAST_WHEELS): $(STAMP) packaging/build_dlib_wheel.sh packaging/build_nmslib_wheel.sh packaging/wheels.sh
 	for name in dlib nmslib; do \

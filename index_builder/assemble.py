@@ -9,9 +9,9 @@ import numpy as np
 
 from shared.index import CelebrityIndex
 
-# Re-encoded, rescaled, cropped or brightened copies of one photo measure 0.02-0.14 apart
-# on the labelled photos; two different photos of one person 0.26 at least (see
-# docs/index_builder.md). Copies below this distance keep one entry.
+# Between the distances of re-encoded, rescaled, cropped or brightened copies of one
+# photo and those of two different photos of one person, as measured on the labelled
+# photos (docs/index_builder.md). Copies below this distance keep one entry.
 DUPLICATE_DISTANCE = 0.18
 
 

@@ -73,8 +73,8 @@ def run_native(rows: pd.DataFrame, options: str, workers: int,
             results.append(_transform(chunk, options))
             progress(len(chunk))
         return results
-    # Small chunks balance load (a photo takes 0.1-2 s); spawn, not fork: the parent
-    # may hold threads (storage clients, progress bar).
+    # Small chunks balance load (photos take very different times, docs/index_builder.md);
+    # spawn, not fork: the parent may hold threads (storage clients, progress bar).
     size = max(1, min(32, math.ceil(len(rows) / (workers * 8))))
     results = []
     context = multiprocessing.get_context("spawn")

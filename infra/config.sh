@@ -36,13 +36,13 @@ WORKER_FUNCTION=${WORKER_FUNCTION:-lookalike-worker}
 # RUNTIME=python312 works too. infra/deploy.sh refuses a mismatch.
 RUNTIME=${RUNTIME:-python311}
 # fast: the worker ships dlib (AVX2 + FMA, OpenBLAS) and nmslib (AVX2 + FMA) wheels built by
-# packaging/, about 3x faster per face descriptor and 1.5x per index query
-# (docs/performance.md); each instance then checks its CPU has AVX2 and FMA. pypi: the
-# PyPI wheels of requirements.txt, slower but for any x86-64 CPU.
+# packaging/, faster per face descriptor and per index query (docs/performance.md); each
+# instance then checks its CPU has AVX2 and FMA. pypi: the PyPI wheels of
+# requirements.txt, slower but for any x86-64 CPU.
 WORKER_WHEELS=${WORKER_WHEELS:-fast}
 # glibc's malloc asks for transparent huge pages for large blocks (glibc >= 2.35), so the
-# index's graph sits in 2 MB pages: fewer TLB misses in its random walk, about 13 %
-# faster queries on a million-entry index (docs/performance.md). Empty: glibc's default.
+# index's graph sits in 2 MB pages: fewer TLB misses in its random walk, faster queries
+# on a million-entry index (docs/performance.md). Empty: glibc's default.
 WORKER_GLIBC_TUNABLES=${WORKER_GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}
 
 # The webhook only checks the secret header, answers commands and publishes a job:

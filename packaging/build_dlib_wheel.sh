@@ -7,7 +7,7 @@
 #   PYTHON=/path/to/python3.12 packaging/build_dlib_wheel.sh
 #
 # Why: the dlib-bin wheel has SIMD but no BLAS, so the ResNet descriptor runs on dlib's
-# fallback matrix multiply (3x slower here); see docs/performance.md. The wheel is repaired
+# fallback matrix multiply, several times slower (docs/performance.md). The wheel is repaired
 # with auditwheel so that OpenBLAS (and libgfortran) ship inside it and `import dlib`
 # works on a machine without them. A second run with the same key prints the cached
 # wheel without compiling. Build logs go to stderr; stdout is only the wheel path.
@@ -30,8 +30,8 @@ source "$(dirname "$0")/wheels.sh"
 
 case "$SIMD" in
   # dlib's own switch compiles with -mavx only; its 8-lane integer SIMD (used by the HOG
-  # detector) then falls back to emulation, and with this GCC the detector runs 2x slower
-  # than dlib-bin's. -mavx2 gives it native instructions. Never -march=native: the wheel
+  # detector) then falls back to emulation, and with this GCC the detector runs slower
+  # than dlib-bin's (docs/performance.md, "What the figures say"). -mavx2 gives it native instructions. Never -march=native: the wheel
   # must run on any AVX2 machine, not only on the build machine.
   avx) EXTRA_FLAGS="" ;;
   avx2) EXTRA_FLAGS="-mavx2 -mfma" ;;

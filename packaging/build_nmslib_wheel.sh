@@ -5,8 +5,8 @@
 #   packaging/build_nmslib_wheel.sh          # uses python3
 #
 # Why: the PyPI wheel is compiled for plain SSE2 and says so at import; its distance
-# loops are 1.4-1.6x slower than a build with the CPU's vector instructions
-# (docs/performance.md). nmslib's setup.py compiles with -march=native unless CFLAGS
+# loops are slower than a build with the CPU's vector instructions (figures in
+# docs/performance.md). nmslib's setup.py compiles with -march=native unless CFLAGS
 # names an architecture switch; native would tie the wheel to the build machine (this one
 # has AVX-512), so the baseline is set explicitly, as for the dlib wheel. auditwheel
 # bundles libgomp (OpenMP, used by nmslib's index building). Logs go to stderr; stdout is

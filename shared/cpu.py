@@ -8,9 +8,9 @@ first turns that into an error that names the cause (see functions/worker_assets
 
 The OpenBLAS inside the dlib wheel chooses its matrix kernels by CPU model, from tables
 of its release (0.3.21); a newer model falls back to generic SSE3 kernels ("Prescott"),
-which made each descriptor take 33 ms instead of 18 ms on this project's machines
-(docs/performance.md). The kernels depend on the instruction set, not the model, so
-`choose_blas_kernels` names them from the flags.
+much slower per descriptor on this project's machines (docs/performance.md). The kernels
+depend on the instruction set, not the model, so `choose_blas_kernels` names them from
+the flags.
 """
 
 from __future__ import annotations

@@ -39,8 +39,7 @@ from shared.similarity import DistanceStats, distance_stats, similarity
 DESCRIPTOR_SIZE = 128
 # The one source of the HNSW settings (the index builder uses them too). M and
 # efConstruction from benchmarks/hnsw_params.py (docs/index_builder.md); efSearch 100 from
-# benchmarks/index_query.py (docs/performance.md): recall@1 0.995-0.998 at half the time
-# of 200.
+# benchmarks/index_query.py (docs/performance.md): the recall of 200 at half its time.
 DEFAULT_HNSW = {"space": "l2", "M": 32, "efConstruction": 200, "efSearch": 100}
 # Stranger distances of dlib's ResNet model, used when a gallery is too small to measure
 # its own (fewer than two celebrities).

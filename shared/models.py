@@ -22,8 +22,9 @@ LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
 # dlib's HOG frontal face detector as `get_frontal_face_detector().save()` writes it. dlib
-# builds that detector by decompressing a string compiled into the library, about 0.7 s
-# of a cold start; the same detector loads from this file in about 2 ms.
+# builds that detector by decompressing a string compiled into the library, a large part
+# of a cold start; the same detector loads from this file in a fraction of that
+# (docs/performance.md, "Worker cold start").
 DETECTOR_FILE = Path(__file__).with_name("frontal_face_detector.svm")
 DETECTOR_SHA256 = "f3f7aa833fb4a14a46fc48689f45b98d85ef72d6dfaf8bdc012b7d3c522a5426"
 
