@@ -9,6 +9,13 @@ under a short lock; waiting happens outside it.
 This bounds one instance only. Across instances the bot-wide rate is at most
 max instances × `1 / bot_interval`; what exceeds Telegram's limit is answered 429 and
 handled by the client's retry_after waits (see functions/worker_telegram.py).
+
+Why not python-telegram-bot's `AIORateLimiter`: it limits only group chats (negative
+ids) per chat, 20 a minute as a burst-permitting bucket, and nothing per private chat,
+where the bot mostly talks; it counts a message from when it starts, not from when its
+upload finished; one chat's `RetryAfter` halts every request of the bot; and it needs
+`telegram.ext`'s `ExtBot` and the `aiolimiter` extra where the worker uses the plain
+`telegram.Bot`. This class is the per-chat gap and the bot-wide pace, nothing more.
 """
 
 from __future__ import annotations
