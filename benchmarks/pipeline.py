@@ -4,11 +4,13 @@
 
 Stages: decode, detect (coarse-to-fine, as shared.faces plans it), landmarks,
 descriptor and query (demo gallery), and the whole path; beside it the seed pipeline
-(upsample 1 on the full image) on the same photo, measured in the same run, and their
-ratio. Then the bot's path as deployed (the 800 px photo size the webhook picks) against
-the seed's (the largest size Telegram offers, 1280 px), on that photo and, when
-`../shared/faces` is there (or `--corpus DIR`), on every readable photo in it: the median
-and p90 over the photos (each the median of 3 runs; the seed's, of 1).
+(the seed: the earlier bot this project was rebuilt from, README; upsample 1 on the full
+image) on the same photo, measured in the same run, and their ratio. Then the bot's path
+as deployed (the 800 px photo size the webhook picks) against the seed's (the largest
+size Telegram offers, 1280 px), on that photo and, when `../shared/faces` (the
+project's face photos beside the repository, README) is there (or `--corpus DIR`), on
+every readable photo in it: the median and p90 over the photos (each the median of 3
+runs; the seed's, of 1).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ and the catalogue `demo/catalog.json` with the index builder (num_jitters 10).
     python demo/build_gallery.py                      # rebuild the index
     python demo/build_gallery.py --import ../shared/faces   # re-copy photos, then rebuild
 
+`../shared/faces` is the project's face photo collection beside the repository (README).
+
 `--import` copies up to two photos per person from `<faces>/labelled/<person>/`
 (scaled down to 512 px, provenance in `demo/SOURCES.json`) and one sample of
 each of a few people held out of the gallery into `demo/samples/`.

@@ -54,7 +54,7 @@ class BuildConfig:
     out: str
     cache: str = ""  # empty: <out>/cache
     engine: EngineChoice = field(default_factory=EngineChoice)
-    jitters: int = 10  # the seed's num_jitters
+    jitters: int = 10  # num_jitters of the seed, the earlier bot (README, "Two names")
     rule: QualityFilter = field(default_factory=QualityFilter)
     duplicate_distance: float = DUPLICATE_DISTANCE
     hnsw: dict[str, Any] = field(default_factory=lambda: dict(HNSW_PARAMS))

@@ -170,7 +170,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--engine", choices=ENGINES, default="native")
     build.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     build.add_argument("--jitters", type=int, default=10,
-                       help="dlib num_jitters per photo (default 10, as the seed)")
+                       help="dlib num_jitters per photo (default 10)")
     build.add_argument("--cache", default="", help="embedding cache (default: <out>/cache)")
     build.add_argument("--keep", type=int, default=DEFAULT_KEEP,
                        help=f"versions to keep (default {DEFAULT_KEEP})")

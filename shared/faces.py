@@ -10,7 +10,8 @@ when the coarse one finds nothing, or a face near its limit (a sign of smaller f
 around it, as in group photos). Landmarks and descriptors are then computed on the
 full-resolution image. The detector reads a grayscale copy: on a colour image dlib's
 HOG takes the strongest gradient of three channels, a fifth of the detection time, and on
-../shared/faces luminance alone finds the same faces (docs/face_pipeline.md). When
+the project's face photos (`../shared/faces`, README) luminance alone finds the same
+faces (docs/face_pipeline.md). When
 nothing is found the image is tried at 90°, 180° and 270°, since phones often drop the
 EXIF orientation.
 """
@@ -28,7 +29,8 @@ from shared.models import FaceModels, load_models
 
 DETECTOR_WINDOW_PX = 80
 # A coarse pass's faces are trusted alone when all are at least this many times its
-# smallest face size; measured on ../shared/faces, 1.5 keeps every face of the fine pass.
+# smallest face size: 1.5 keeps every face of the fine pass on the project's face photos
+# (`../shared/faces`, README; a test checks it).
 COARSE_MARGIN = 1.5
 ROTATIONS = (0, 90, 180, 270)  # degrees counter-clockwise, tried in this order
 

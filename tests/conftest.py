@@ -23,7 +23,8 @@ FACES = Path(os.environ.get("LOOKALIKE_FACES_DIR", REPO.parent / "shared" / "fac
 
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
-    """`../shared/faces`: required in CI, skipped (with the reason) elsewhere."""
+    """`../shared/faces`, the project's face photos beside the repository (README, "Two
+    names"): required in CI, skipped (with the reason) elsewhere."""
     if not (FACES / "hard" / "EXPECTED.json").is_file():
         if os.environ.get("CI"):
             pytest.fail(f"the face photos are missing at {FACES}")

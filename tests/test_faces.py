@@ -135,8 +135,9 @@ def _photos(faces_dir):
 
 
 def test_coarse_pass_loses_no_face_of_the_fine_pass(faces_dir, models):
-    # On every readable photo of ../shared/faces: each face the fine pass alone finds is
-    # also found coarse-to-fine (same place), and the coarse pass alone decides most photos.
+    # On every readable photo of ../shared/faces (README, "Two names"): each face the fine
+    # pass alone finds is also found coarse-to-fine (same place), and the coarse pass alone
+    # decides most photos.
     coarse_only = photos = 0
     for photo, image in _photos(faces_dir):
         photos += 1
