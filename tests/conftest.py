@@ -21,6 +21,14 @@ choose_blas_kernels()
 FACES = Path(os.environ.get("LOOKALIKE_FACES_DIR", REPO.parent / "shared" / "faces"))
 
 
+
+def shell_script(path: Path, body: str) -> Path:
+    """An executable bash script at `path` (its folder made): a stand-in for a program."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(path.stat().st_mode | 0o111)
+    return path
+
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     """`../shared/faces`, the project's face photos beside the repository (README, "Two

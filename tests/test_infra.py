@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import shell_script
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
@@ -89,9 +90,7 @@ def _stub_bin(tmp: Path, scripts: dict[str, str]) -> Path:
     stubs = tmp / "stubs"
     stubs.mkdir(exist_ok=True)
     for name, body in scripts.items():
-        path = stubs / name
-        path.write_text("#!/usr/bin/env bash\n" + body)
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+        shell_script(stubs / name, body)
     return stubs
 
 
