@@ -41,10 +41,13 @@ stack: $(STAMP)
 test: $(FAST_WHEELS)
 	@command -v shellcheck >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && apt-get install -y -qq shellcheck)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
+# ruff, and mypy over main.py, functions/, shared/ and index_builder/ (pyproject.toml).
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 gallery: $(STAMP)
 	$(PY) demo/build_gallery.py

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from shared.index import CelebrityIndex
 
@@ -15,18 +16,18 @@ from shared.index import CelebrityIndex
 DUPLICATE_DISTANCE = 0.18
 
 
-def collapse_near_duplicates(descriptors: np.ndarray, groups: Sequence[int],
-                             preference: Sequence[float],
+def collapse_near_duplicates(descriptors: np.ndarray, groups: npt.ArrayLike,
+                             preference: npt.ArrayLike,
                              threshold: float = DUPLICATE_DISTANCE) -> np.ndarray:
     """Rows to keep: within each group, drop a descriptor closer than `threshold` to one
     already kept, visiting rows by descending `preference` (ties by row)."""
     descriptors = np.asarray(descriptors, dtype=np.float32)
-    groups = np.asarray(groups)
-    preference = np.asarray(preference, dtype=np.float64)
+    group_of = np.asarray(groups)
+    weight = np.asarray(preference, dtype=np.float64)
     keep = np.zeros(len(descriptors), dtype=bool)
-    for group in np.unique(groups):
-        rows = np.flatnonzero(groups == group)
-        rows = rows[np.lexsort((rows, -preference[rows]))]
+    for group in np.unique(group_of):
+        rows = np.flatnonzero(group_of == group)
+        rows = rows[np.lexsort((rows, -weight[rows]))]
         kept: list[int] = []
         for row in rows:
             if not kept or np.linalg.norm(descriptors[kept] - descriptors[row], axis=1).min() \

@@ -151,7 +151,7 @@ def assemble(config: BuildConfig, catalog: Catalog, results: pd.DataFrame, stage
     for old in indexed_rows:
         celebrity = catalog.celebrities[old]
         name = _photo_name(celebrity.id, taken)
-        crops[name] = accepted.loc[best[old], "sha256"]
+        crops[name] = str(accepted.loc[best[old], "sha256"])
         celebrities.append(replace(celebrity, photo=name))
     _copy_crops(config, namespace, crops, stage)
     index = CelebrityIndex.build(descriptors, [new_row[r] for r in accepted["row"]],

@@ -27,7 +27,7 @@ from index_builder.embedding import SCHEMA, embed_photos
 
 ENGINES = ("native", "dask", "spark")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]  # its return value is ignored (tqdm's update)
 
 
 @dataclass(frozen=True)

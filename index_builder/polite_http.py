@@ -111,7 +111,7 @@ class _CountingRetry(Retry):
         if self.traffic is not None:
             self.traffic.retried(f"http_{response.status}" if response is not None
                                  else "connection")
-        new.traffic = self.traffic  # type: ignore[attr-defined]
+        new.traffic = self.traffic
         return new
 
 

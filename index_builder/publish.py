@@ -63,7 +63,7 @@ def _check_name(name: str) -> None:
 
 
 def upload_version(store: Store, local: Path, name: str,
-                   progress: Callable[[int], None] = lambda _: None) -> int:
+                   progress: Callable[[int], object] = lambda _: None) -> int:
     """Upload a local version directory, manifest last; returns the number of files."""
     _check_name(name)
     files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -138,7 +138,7 @@ def prune_versions(store: Store, keep: int, protect: Iterable[str] = ()) -> list
 
 
 def publish(store: Store, local: Path, name: str, keep: int = DEFAULT_KEEP,
-            progress: Callable[[int], None] = lambda _: None) -> SwitchResult:
+            progress: Callable[[int], object] = lambda _: None) -> SwitchResult:
     """Upload `local` as version `name`, make it current unless a newer one is, prune."""
     generation = store.generation(POINTER_FILE)
     upload_version(store, local, name, progress)

@@ -19,4 +19,4 @@ def face_crop(image: np.ndarray, box: Box, size: int = TILE, margin: float = 0.6
     cx, cy = (left + right) / 2, (top + bottom) / 2
     crop = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
     picture = Image.fromarray(image).crop(crop)
-    return picture.resize((size, size), Image.LANCZOS)
+    return picture.resize((size, size), Image.Resampling.LANCZOS)

@@ -96,7 +96,8 @@ def resize(image: np.ndarray, scale: float) -> np.ndarray:
         return image
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR, reducing_gap=2.0))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR,
+                                                     reducing_gap=2.0))
 
 
 def grayscale(image: np.ndarray) -> np.ndarray:

@@ -58,8 +58,7 @@ def decode_image(data: bytes,
             if width < 1 or height < 1:
                 raise UnreadableImage("the image has no pixels")
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            return _to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

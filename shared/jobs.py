@@ -63,7 +63,9 @@ class Job:
 
     def to_bytes(self) -> bytes:
         """The message to publish: the encoding made (and size-checked) with the job."""
-        return self._encoded
+        # Read as it is written: the slot has no annotation, which would make it a field.
+        encoded: bytes = object.__getattribute__(self, "_encoded")
+        return encoded
 
     def age_seconds(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.received_at

@@ -31,7 +31,7 @@ def _load_photo(loader: PhotoLoader | None, celebrity: Celebrity, size: int) -> 
         return _placeholder(size)
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            return ImageOps.fit(opened.convert("RGB"), (size, size), Image.LANCZOS)
+            return ImageOps.fit(opened.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
     except OSError:
         return _placeholder(size)
 
