@@ -80,7 +80,8 @@ def _match(args: argparse.Namespace) -> int:
             _emit(args, {"photo": photo,
                          "error": {"code": "no_face", "message": "no face was found"}})
             continue
-        _emit(args, {"photo": photo, "faces": matches_json(result, args.language)})
+        _emit(args, {"photo": photo, "similarity_method": result.method,
+                     "faces": matches_json(result, args.language)})
         if args.draw:
             _draw(result, photos, args.draw, number if len(args.photos) > 1 else None)
     return 1 if failed else 0
@@ -97,8 +98,10 @@ def _emit(args: argparse.Namespace, record: dict) -> None:
     for number, face in enumerate(record["faces"], start=1):
         print(f"  face {number} at {tuple(face['box'])}")
         for rank, match in enumerate(face["matches"], start=1):
+            score = "themself" if match["themself"] else f"{match['similarity']:7.1%}"
             print(f"    {rank}. {_local_name(match, args.language):<28} "
-                  f"{match['similarity']:7.1%}   distance {match['distance']:.3f}")
+                  f"{score:>8}   distance {match['distance']:.3f}"
+                  f"   ({record['similarity_method']})")
             if "url" in match:
                 print(f"       {match['url']}")
             if "credit" in match:

@@ -99,7 +99,12 @@ def _face_lines(item: FaceMatches, language_code: str | None, links: _Links) -> 
     for rank, m in enumerate(item.matches, start=1):
         name = _cut(local_name(m.celebrity, language_code), MAX_NAME)
         url = links.take(article_url(m.celebrity, language_code))
-        lines.append(f"{rank}. {_link(name, url)} — {m.similarity:.0%}")
+        if m.themself:  # "this may be NAME themself", the name linked as elsewhere
+            before, _, after = text("result_themself", language_code,
+                                    name="\x00").partition("\x00")
+            lines.append(f"{rank}. {escape(before)}{_link(name, url)}{escape(after)}")
+        else:
+            lines.append(f"{rank}. {_link(name, url)} — {m.similarity:.0%}")
     return lines
 
 

@@ -273,6 +273,8 @@ def _build_notes(config: BuildConfig, options: EmbedOptions, name: str,
                           "celebrities: all pairs up to 200,000, else a seeded "
                           "random sample of 200,000 pairs",
         "recall": "HNSW vs exact search, leave-self-out, on a seeded sample",
+        "calibration": "quantiles of each entry's distance to the nearest other "
+                       "celebrity: all entries up to 2,000, else a seeded sample",
         "catalog": str(config.catalog), "photos": config.photos,
         "cache_namespace": options.namespace(), "summary": summary, "version": name,
     }

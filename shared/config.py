@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from shared.detection import DEFAULT_DETECTION, DetectionSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_GALLERY = REPO_ROOT / "demo" / "gallery"
+SimilarityMethod = Literal["seed", "calibrated"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class Settings:
     top_k: int = 3
     # Similarity is never reported below this share.
     similarity_floor: float = 0.01
+    # How a distance becomes the answer's percentage: "calibrated" (closer than X% of
+    # people's best look-alikes in this gallery) or "seed" (the seed bot's normal model);
+    # see shared/similarity.py and docs/similarity.md.
+    similarity: SimilarityMethod = "calibrated"
 
     # -- the bot (see functions/ and infra/) --------------------------------------------
     # Pub/Sub topic id the webhook publishes jobs to (project from GOOGLE_CLOUD_PROJECT).
@@ -74,6 +79,11 @@ class Settings:
     # (e.g. "avx2,fma"); a cold start on a CPU without them fails with a clear error
     # (shared/cpu.py). infra/deploy.sh sets them with the fast wheels; empty checks nothing.
     required_cpu_flags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.similarity not in get_args(SimilarityMethod):
+            raise ValueError(f"LOOKALIKE_SIMILARITY is {self.similarity!r}: use one of "
+                             f"{', '.join(get_args(SimilarityMethod))}")
 
     # Secrets are read from the environment when needed and never kept in this object,
     # so printing the settings cannot leak them: see `bot_token()` and `webhook_secret()`.

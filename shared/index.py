@@ -21,6 +21,7 @@ An index builder output root holds `versions/<name>/` directories and a pointer 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -31,10 +32,19 @@ from typing import Any
 
 import numpy as np
 
+from shared.config import SimilarityMethod
 from shared.index_versions import IndexMismatch, resolve_index_dir
 from shared.manifest import Manifest
 from shared.models import file_sha256
-from shared.similarity import DistanceStats, distance_stats, similarity
+from shared.similarity import (
+    CALIBRATED,
+    SEED,
+    Calibration,
+    DistanceStats,
+    Scorer,
+    calibration_from,
+    distance_stats,
+)
 
 DESCRIPTOR_SIZE = 128
 # The one source of the HNSW settings (the index builder uses them too). M and
@@ -44,7 +54,12 @@ DEFAULT_HNSW = {"space": "l2", "M": 32, "efConstruction": 200, "efSearch": 100}
 # Stranger distances of dlib's ResNet model, used when a gallery is too small to measure
 # its own (fewer than two celebrities).
 TYPICAL_STRANGER_DISTANCES = DistanceStats(mean=0.90, std=0.09, pairs=0)
+# Entries whose nearest other celebrity calibrates the score (all of them in a smaller
+# gallery); quantiles of 2,000 best matches are within a percent or two of the whole.
+CALIBRATION_SAMPLE = 2000
 _DATA_FILES = ("hnsw.bin", "descriptors.npy", "entries.npy", "celebrities.json")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,7 @@ class Match:
     celebrity: Celebrity
     distance: float
     similarity: float
+    themself: bool = False  # the best match is close enough to be the person themself
 
 
 # Held while file descriptor 2 points at /dev/null (see `import_nmslib`).
@@ -123,6 +139,7 @@ class CelebrityIndex:
         self.descriptors = descriptors
         self.entry_celebrity = entry_celebrity
         self.celebrities = celebrities
+        self._scorers: dict[tuple[SimilarityMethod, float], Scorer] = {}
 
     def __len__(self) -> int:
         return len(self.descriptors)
@@ -136,8 +153,13 @@ class CelebrityIndex:
     @classmethod
     def build(cls, descriptors: np.ndarray, entry_celebrity: Sequence[int],
               celebrities: Sequence[Celebrity], hnsw: dict[str, Any] | None = None,
-              stats: DistanceStats | None = None, threads: int = 0) -> CelebrityIndex:
-        """Build an in-memory index; `entry_celebrity[i]` is the celebrity row of entry i."""
+              stats: DistanceStats | None = None, threads: int = 0,
+              calibration: Calibration | None = None) -> CelebrityIndex:
+        """Build an in-memory index; `entry_celebrity[i]` is the celebrity row of entry i.
+
+        Without `calibration`, it is measured on the gallery itself (it needs two
+        celebrities at least; with one, the index scores with the seed's formula).
+        """
         descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
         entries = np.asarray(entry_celebrity, dtype=np.int32)
         celebrities = list(celebrities)
@@ -161,8 +183,12 @@ class CelebrityIndex:
         graph.setQueryTimeParams({"efSearch": params["efSearch"]})
         manifest = Manifest(entries=len(descriptors), celebrities=len(celebrities),
                             hnsw=params, distance_stats=stats, files={},
-                            photos=sum(1 for c in celebrities if c.photo))
-        return cls(None, manifest, graph, descriptors, entries, celebrities)
+                            photos=sum(1 for c in celebrities if c.photo),
+                            calibration=calibration)
+        index = cls(None, manifest, graph, descriptors, entries, celebrities)
+        if calibration is None and len(set(entries.tolist())) > 1:
+            manifest.calibration = calibration_from(index.strangers_best_distances())
+        return index
 
     def save(self, directory: str | Path) -> Path:
         """Write the index files and then the manifest (last, with the files' hashes)."""
@@ -213,8 +239,31 @@ class CelebrityIndex:
 
     # -- querying -----------------------------------------------------------------------
 
-    def query(self, descriptor: np.ndarray, k: int = 3, floor: float = 0.01) -> list[Match]:
-        """The k celebrities closest to `descriptor`, each once, closest first."""
+    def query(self, descriptor: np.ndarray, k: int = 3, floor: float = 0.01,
+              method: SimilarityMethod = CALIBRATED) -> list[Match]:
+        """The k celebrities closest to `descriptor`, each once, closest first, scored with
+        `method` (see `scorer`); only the first can be the person themself."""
+        scorer = self.scorer(method, floor)
+        return [Match(self.celebrities[row], distance, scorer.similarity(distance),
+                      themself=rank == 0 and scorer.themself(distance))
+                for rank, (row, distance) in enumerate(self.nearest(descriptor, k))]
+
+    def scorer(self, method: SimilarityMethod = CALIBRATED, floor: float = 0.01) -> Scorer:
+        """The scoring of this index for `method`; an index without calibration (built
+        before it existed, or of one celebrity) scores with the seed's formula."""
+        key: tuple[SimilarityMethod, float] = (method, floor)
+        if key not in self._scorers:
+            calibration = self.manifest.calibration
+            effective: SimilarityMethod = method
+            if method == CALIBRATED and calibration is None:
+                effective = SEED
+                log.warning("index %s has no calibration: similarity uses the seed's formula "
+                            "(rebuild the index to calibrate it)", self.directory or "in memory")
+            self._scorers[key] = Scorer(effective, self.stats, calibration, floor)
+        return self._scorers[key]
+
+    def nearest(self, descriptor: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(celebrity row, distance) of the k celebrities closest to `descriptor`."""
         query = np.asarray(descriptor, dtype=np.float32).reshape(DESCRIPTOR_SIZE)
         total = len(self.descriptors)
         wanted = min(total, max(4 * k, 16))
@@ -230,9 +279,23 @@ class CelebrityIndex:
             if len(best) >= k or wanted >= total:
                 break
             wanted = min(total, wanted * 4)
-        ranked = sorted(best.items(), key=lambda item: item[1])[:k]
-        return [Match(self.celebrities[row], distance, similarity(distance, self.stats, floor))
-                for row, distance in ranked]
+        return sorted(best.items(), key=lambda item: item[1])[:k]
+
+    def strangers_best_distances(self, sample: int = CALIBRATION_SAMPLE,
+                                 seed: int = 0) -> np.ndarray:
+        """Each sampled entry's distance to the nearest *other* celebrity: the best match of
+        someone who is not in the gallery, at this gallery's size (less one)."""
+        total = len(self.descriptors)
+        rows = np.arange(total) if total <= sample else np.sort(
+            np.random.default_rng(seed).choice(total, size=sample, replace=False))
+        best = []
+        for row in rows.tolist():
+            own = int(self.entry_celebrity[row])
+            for celebrity, distance in self.nearest(self.descriptors[row], 2):
+                if celebrity != own:
+                    best.append(distance)
+                    break
+        return np.asarray(best, dtype=np.float64)
 
     def set_ef_search(self, ef_search: int) -> None:
         """Change the graph's search breadth in place (benchmarks compare settings on one

@@ -17,7 +17,7 @@ from typing import Any
 # imported from here by everything that reads an index.
 from shared.index_versions import IndexMismatch as IndexMismatch
 from shared.models import model_identity
-from shared.similarity import DistanceStats
+from shared.similarity import Calibration, DistanceStats
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -37,6 +37,9 @@ class Manifest:
     photos: int = 0  # celebrities with a photo to show
     recall: dict[str, float] = field(default_factory=dict)
     build: dict[str, Any] = field(default_factory=dict)  # free-form notes from the builder
+    # Strangers' best-match distances (shared/similarity.py); indexes built before it
+    # have none and are scored with the seed's formula.
+    calibration: Calibration | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -55,8 +58,10 @@ class Manifest:
                                 f"reads version {SCHEMA_VERSION}: rebuild the index")
         try:
             raw["distance_stats"] = DistanceStats(**raw["distance_stats"])
+            if raw.get("calibration") is not None:
+                raw["calibration"] = Calibration(**raw["calibration"])
             return cls(**raw)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise IndexMismatch(f"{MANIFEST_FILE} is incomplete or malformed: {exc}") from None
 
     def check_models(self) -> None:

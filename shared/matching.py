@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.config import Settings
+from shared.config import Settings, SimilarityMethod
 from shared.faces import Face, FaceScan, find_faces
 from shared.images import decode_image
 from shared.index import CelebrityIndex, Match
 from shared.models import FaceModels
 from shared.people import article_url, credit, names
+from shared.similarity import CALIBRATED
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,14 @@ class FaceMatches:
 class PhotoMatches:
     scan: FaceScan
     faces: list[FaceMatches]  # largest face first
+    method: SimilarityMethod = CALIBRATED  # how similarities were computed
 
 
 def match_scan(scan: FaceScan, index: CelebrityIndex, top_k: int = 3,
-               floor: float = 0.01) -> PhotoMatches:
-    faces = [FaceMatches(face, index.query(face.descriptor, top_k, floor)) for face in scan.faces]
-    return PhotoMatches(scan=scan, faces=faces)
+               floor: float = 0.01, method: SimilarityMethod = CALIBRATED) -> PhotoMatches:
+    faces = [FaceMatches(face, index.query(face.descriptor, top_k, floor, method))
+             for face in scan.faces]
+    return PhotoMatches(scan=scan, faces=faces, method=index.scorer(method, floor).method)
 
 
 def match_photo(data: bytes, index: CelebrityIndex, models: FaceModels | None = None,
@@ -40,17 +43,19 @@ def match_photo(data: bytes, index: CelebrityIndex, models: FaceModels | None = 
     settings = settings or Settings()
     image = decode_image(data, settings.detection.max_image_pixels)
     scan = find_faces(image, models, detection=settings.detection)
-    return match_scan(scan, index, settings.top_k, settings.similarity_floor)
+    return match_scan(scan, index, settings.top_k, settings.similarity_floor,
+                      settings.similarity)
 
 
 def match_json(match: Match, language_code: str | None = None) -> dict[str, Any]:
-    """One match as JSON: id, name, distance, similarity, and the index's `names`, `url`
-    (the Wikipedia article in `language_code`, else English) and `credit` when it has
-    them."""
+    """One match as JSON: id, name, distance, similarity, themself (the best match may be
+    the person), and the index's `names`, `url` (the Wikipedia article in
+    `language_code`, else English) and `credit` when it has them."""
     celebrity = match.celebrity
     record: dict[str, Any] = {"id": celebrity.id, "name": celebrity.name,
                               "distance": round(match.distance, 4),
-                              "similarity": round(match.similarity, 4)}
+                              "similarity": round(match.similarity, 4),
+                              "themself": match.themself}
     if names(celebrity):
         record["names"] = names(celebrity)
     if url := article_url(celebrity, language_code):

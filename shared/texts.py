@@ -15,8 +15,10 @@ TEXTS: dict[str, dict[str, str]] = {
             "looks like.\n\n/help – how it works\n/privacy – what happens to your photo"),
         "help": (
             "Send a photo (or an image file) with one or more faces. For every face I "
-            "name the three celebrities it looks most like, with a similarity score: "
-            "the share of people who look less like that celebrity.\n\n"
+            "name the three celebrities it looks most like, with a score: 70% means the "
+            "face is closer to that celebrity than 70% of people are to their own best "
+            "look-alike among my celebrities. A face that close to a celebrity's photos "
+            "that it may be them is said so.\n\n"
             "Tips: a clear, well-lit face looking at the camera works best.\n"
             "In groups, mention me in the photo's caption or reply to a photo with "
             "/lookalike."),
@@ -39,6 +41,7 @@ TEXTS: dict[str, dict[str, str]] = {
                           "Please send it as a photo instead.",
         "result_title": "Looks like:",
         "result_face": "Face {number}:",
+        "result_themself": "this may be {name} themself",
         "result_more_faces": "…and {count} more faces.",
         "credit": "Photo:",
         "credit_numbered": "Photo {numbers}:",
@@ -59,7 +62,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "help": (
             "Пришлите фото (или изображение файлом) с одним или несколькими лицами. Для "
             "каждого лица я назову трёх самых похожих знаменитостей и степень сходства: "
-            "долю людей, которые похожи на эту знаменитость меньше.\n\n"
+            "70% значит, что лицо ближе к этой знаменитости, чем 70% людей к своему самому "
+            "похожему двойнику среди моих знаменитостей. Если лицо так близко к фото "
+            "знаменитости, что это может быть она сама, я так и скажу.\n\n"
             "Совет: лучше всего подходит чёткое, хорошо освещённое лицо, смотрящее в камеру.\n"
             "В группах упомяните меня в подписи к фото или ответьте на фото командой "
             "/lookalike."),
@@ -83,6 +88,7 @@ TEXTS: dict[str, dict[str, str]] = {
                           "Пожалуйста, пришлите его как фото.",
         "result_title": "Похоже на:",
         "result_face": "Лицо {number}:",
+        "result_themself": "возможно, это {name} собственной персоной",
         "result_more_faces": "…и ещё лиц: {count}.",
         "credit": "Фото:",
         "credit_numbered": "Фото {numbers}:",
