@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from shared.similarity import SAME_PERSON_DISTANCE
 from tests.conftest import REPO
 
 
@@ -24,7 +25,9 @@ def test_json_names_people_from_held_out_photos(labelled):
     assert len(records) == len(held_out)
     for photo, record in zip(held_out, records, strict=True):
         assert record["photo"] == str(photo)
+        assert record["similarity_method"] == "calibrated"
         best = record["faces"][0]["matches"][0]
+        assert best["themself"] == (best["distance"] < SAME_PERSON_DISTANCE)
         assert best["id"] == photo.parent.name, record
         assert 0 < best["similarity"] <= 1 and best["distance"] < 0.6
 

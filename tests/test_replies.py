@@ -214,3 +214,16 @@ def test_a_text_answer_keeps_within_telegrams_link_limit() -> None:
     html = matches_text(people_result(rows), "ru", limit=MESSAGE_LIMIT)
     assert visible_length(html) <= MESSAGE_LIMIT
     assert 0 < html.count("<a ") <= MAX_LINKS
+
+
+def test_a_best_match_that_may_be_the_person_is_said_so() -> None:
+    answer = people_result([[OBAMA, ROSE]])
+    best = answer.faces[0].matches[0]
+    answer.faces[0].matches[0] = Match(best.celebrity, 0.3, 1.0, themself=True)
+    shown, links = parsed(matches_text(answer, "en"))
+    assert shown.splitlines() == ["Looks like:", "1. this may be Barack Obama themself",
+                                  "2. Rose Leslie — 70%"]
+    assert links[0] == ("Barack Obama", "https://en.wikipedia.org/wiki/Barack_Obama")
+    shown, links = parsed(matches_text(answer, "ru"))
+    assert shown.splitlines()[1] == "1. возможно, это Барак Обама собственной персоной"
+    assert links[0] == ("Барак Обама", OBAMA.extra["links"]["ru"])
