@@ -108,7 +108,8 @@ def test_json_and_text_carry_names_links_and_credits_when_the_index_has_them(tmp
 
     bare = _without_names_links_and_credits(tmp_path / "bare")
     [old] = map(json.loads, _run("--json", "--index", str(bare), sample).stdout.splitlines())
-    assert set(old["faces"][0]["matches"][0]) == {"id", "name", "distance", "similarity"}
+    assert set(old["faces"][0]["matches"][0]) == {"id", "name", "distance", "similarity",
+                                                  "themself"}
     assert old["faces"][0]["matches"][0]["name"] == "Rose Leslie"
     old_text = _run("--index", str(bare), "--top", "1", "--language", "ru", sample).stdout
     assert old_text.splitlines()[2].split()[:3] == ["1.", "Rose", "Leslie"]
