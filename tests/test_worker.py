@@ -113,7 +113,7 @@ def test_labelled_person_gets_one_picture_naming_them_first(env, api, labelled) 
     assert reply.reply_to == job.message_id and reply.photo
     lines = reply.caption.splitlines()
     assert lines[0] == text("result_title", "en")
-    assert lines[1].startswith("1. Barack Obama — ") and lines[1].endswith("%")
+    assert lines[1] == "1. " + text("result_themself", "en", name="Barack Obama")
     assert len(lines) == 6  # top 3, then the credit of the gallery picture shown
     assert reply.parse_mode == "HTML"
     assert lines[5] == "Photo: face_recognition project (Adam Geitgey), MIT"
@@ -262,7 +262,8 @@ def test_refused_picture_falls_back_to_text(env, api, labelled) -> None:
     api.fail_next("sendPhoto", 400, description="Bad Request: IMAGE_PROCESS_FAILED")
     worker.handle_event(pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes()))
     [reply] = api.sent
-    assert reply.method == "sendMessage" and "1. Joe Biden — " in reply.text
+    assert reply.method == "sendMessage"
+    assert "1. " + text("result_themself", "en", name="Joe Biden") in reply.text
     # Names and links still; no credit, as no gallery picture is shown.
     assert reply.parse_mode == "HTML" and "Photo" not in reply.text
     assert ("Joe Biden", "https://en.wikipedia.org/wiki/Joe_Biden") in reply.links

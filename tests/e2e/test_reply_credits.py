@@ -14,6 +14,7 @@ import pytest
 
 from shared.config import DEMO_GALLERY, REPO_ROOT
 from shared.index import Celebrity, CelebrityIndex
+from shared.texts import text
 from stack.emulators import EmulatorUnavailable
 from stack.run import Stack, StackOptions, running_stack
 from stack.send import deliver, photo_message_update
@@ -92,7 +93,7 @@ def test_the_reply_names_links_and_credits_in_the_users_language(
     [reply] = stack.wait_replies(chat)
     assert reply.method == "sendPhoto" and reply.parse_mode == "HTML"
     lines = reply.body.splitlines()
-    assert lines[1].startswith(f"1. {name} — "), reply.body
+    assert lines[1] == "1. " + text("result_themself", language, name=name), reply.body
     credit = PEOPLE["Rose_Leslie"]["credit"]
     assert lines[-1] == f"{label} Gage Skidmore & <Friends>, CC BY-SA 3.0"
     assert (name, PEOPLE["Rose_Leslie"]["links"][link]) in reply.links
@@ -106,7 +107,8 @@ def test_a_group_photo_credits_every_picture_it_shows(stack):
                                         language_code="ru"))
     [reply] = stack.wait_replies(7010)
     lines = reply.body.splitlines()
-    assert lines[0] == "Лицо 1:" and "1. Барак Обама — " in reply.body
+    assert lines[0] == "Лицо 1:"
+    assert "1. " + text("result_themself", "ru", name="Барак Обама") in reply.body
     # Rows are numbered as in the picture (largest face first); each picture credited.
     credits = sorted(line.split(": ", 1)[1] for line in lines if line.startswith("Фото "))
     assert credits == ["Adam Schultz, CC BY 3.0", "Pete Souza, Public domain"], reply.body
