@@ -158,12 +158,12 @@ def strangers(faces: Labelled, size: int, model: SyntheticFaces) -> Answers:
         for held_out in people:
             rest = faces.person != held_out
             rows = np.unique(faces.person[rest], return_inverse=True)[1]
-            index = CelebrityIndex.build(faces.gallery[rest], rows,
+            index = CelebrityIndex.build(faces.gallery[rest], rows.tolist(),
                                          [Celebrity(str(i), str(i)) for i in range(rows.max() + 1)])
             answers.add(index, faces.query[~rest])
         return answers
     descriptors, entries = model.sample(size, seed=size)
-    index = CelebrityIndex.build(descriptors, entries,
+    index = CelebrityIndex.build(descriptors, entries.tolist(),
                                  [Celebrity(str(i), str(i)) for i in range(size)])
     answers.add(index, faces.query)
     return answers
