@@ -11,11 +11,21 @@ Texts and captions sent with `parse_mode=HTML` are parsed as Telegram does
 (`stack.telegram_html`): refused markup gets Telegram's 400, limits count the visible
 text, and the message carries its entities.
 
+Every call is checked against the Bot API spec (`stack/telegram_spec`) as Telegram
+checks it: an unknown method is 404 `Not Found`, a missing or mistyped field 400 `Bad
+Request: ...`; fields the spec does not have are ignored, as Telegram ignores them, and
+recorded in `unknown_fields`. Every result is checked against the method's return type;
+a result that does not match is this server's bug, recorded in `violations`. With
+`strict` (the default) leaving the server's `with` block, or `check_contract()`, raises
+`ContractViolation` listing both, so a test fails when the bot sends a field Telegram
+does not know.
+
 What users would see (sent messages and photos) is recorded in `sent`; every request in
-`calls`; `fail_next` injects the errors Telegram returns (429 with retry_after, 5xx, 400),
-`fail_chat` fails every message to one chat, `chat_interval` answers 429 to a chat sent
-to faster than Telegram allows (~1 message/s), and `on_download` runs after a file
-download was served (tests kill the worker there).
+`calls` (method, status and the names of the fields sent); `fail_next` injects the
+errors Telegram returns (429 with retry_after, 5xx, 400), `fail_chat` fails every message
+to one chat, `chat_interval` answers 429 to a chat sent to faster than Telegram allows
+(~1 message/s), and `on_download` runs after a file download was served (tests kill the
+worker there).
 
 Run alone: `python -m stack.bot_api --port 8081 --token 123:ABC`.
 """
@@ -35,7 +45,8 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -45,6 +56,7 @@ from PIL import Image
 
 from stack.http_thread import ThreadedServer
 from stack.telegram_html import HtmlError, parse_html, text_length
+from stack.telegram_spec.check import Spec, check_request, check_value, load_spec
 
 log = logging.getLogger("stack.bot_api")
 
@@ -71,6 +83,10 @@ DEFAULT_DESCRIPTIONS = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
+
+
+class ContractViolation(AssertionError):
+    """Requests or answers that break the Bot API spec (strict mode)."""
 
 
 class ApiError(Exception):
@@ -154,9 +170,18 @@ class BotApiServer(ThreadedServer):
 
     name = "bot-api"
 
-    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, token: str, host: str = "127.0.0.1", port: int = 0, *,
+                 strict: bool = True, spec: Spec | None = None) -> None:
         super().__init__(host, port)
         self.token = token
+        self.spec = spec or load_spec()
+        self.strict = strict
+        # "method.field" (or a path into an object) the spec does not have: sent by a
+        # client, ignored as Telegram ignores it.
+        self.unknown_fields: list[str] = []
+        # What this server did against the spec: results not of the method's type,
+        # methods Telegram has that it does not implement.
+        self.violations: list[str] = []
         self.sent: list[SentMessage] = []
         self.calls: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {}
@@ -192,7 +217,7 @@ class BotApiServer(ThreadedServer):
         for side in sides:
             scale = side / longest
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            scaled = image if size == image.size else image.resize(size, Image.LANCZOS)
+            scaled = image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
             buffer = io.BytesIO()
             scaled.save(buffer, format="JPEG", quality=87)
             stored = self._store(buffer.getvalue(), "photos", "jpg", "image/jpeg")
@@ -282,31 +307,73 @@ class BotApiServer(ThreadedServer):
                 del self._failures[method.lower()]
             return ApiError(failure.status, failure.description, failure.retry_after)
 
-    def _record_call(self, method: str, status: int) -> None:
+    def _record_call(self, method: str, status: int, fields: Iterable[str] = ()) -> None:
         with self._lock:
-            self.calls.append({"method": method, "time": time.time(), "status": status})
+            self.calls.append({"method": method, "time": time.time(), "status": status,
+                               "fields": sorted(fields)})
         log.info("%s -> %s", method, status)
 
     # -- requests
 
     def handle_method(self, token: str, method: str, params: dict[str, Any],
                       files: dict[str, bytes]) -> tuple[int, dict[str, Any]]:
+        sent_fields = {*params, *files}
         try:
             if token != self.token:
                 raise ApiError(401 if TOKEN_FORMAT.match(token) else 404)
             failure = self._take_failure(method)
             if failure is not None:
                 raise failure
-            self._check_chat(method, params)
+            declared = self.spec.method(method)
+            if declared is None:
+                raise ApiError(404)
             handler = _METHODS.get(method.lower())
             if handler is None:
-                raise ApiError(404)
-            result = handler(self, params, files)
+                self._violation(f"{declared.name}: called, but not implemented here")
+                raise ApiError(404, f"Not Found: {declared.name} is not implemented by "
+                                    "the local Bot API server")
+            request = check_request(self.spec, declared, params, files)
+            # Uploads referenced by attach:// are part of the field that names them.
+            sent_fields = {*request.params, *(u.split(".")[0] for u in request.unknown)}
+            if request.unknown:
+                unknown = [f"{declared.name}.{path}" for path in request.unknown]
+                with self._lock:
+                    self.unknown_fields.extend(unknown)
+                log.warning("fields the Bot API does not have: %s", ", ".join(unknown))
+            if request.error:
+                raise ApiError(400, request.error)
+            self._check_chat(method, request.params)
+            result = handler(self, request.params, files)
         except ApiError as exc:
-            self._record_call(method, exc.status)
+            self._record_call(method, exc.status, sent_fields)
             return exc.status, exc.body()
-        self._record_call(method, 200)
+        answer = check_value(self.spec, declared.returns, result, f"{declared.name} result")
+        for problem in answer.problems + answer.unknown:
+            self._violation(problem)
+        self._record_call(method, 200, sent_fields)
         return 200, {"ok": True, "result": result}
+
+    def _violation(self, what: str) -> None:
+        log.error("Bot API contract: %s", what)
+        with self._lock:
+            self.violations.append(what)
+
+    def check_contract(self) -> None:
+        """`ContractViolation` when a client sent fields the spec does not have or this
+        server answered outside the spec (in strict mode; otherwise they are logged)."""
+        with self._lock:
+            unknown, violations = list(self.unknown_fields), list(self.violations)
+        if self.strict and (unknown or violations):
+            raise ContractViolation(
+                "the Bot API contract was broken:"
+                + "".join(f"\n  sent a field the Bot API does not have: {u}"
+                          for u in dict.fromkeys(unknown))
+                + "".join(f"\n  local Bot API server: {v}" for v in dict.fromkeys(violations)))
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        if exc_info[0] is None:
+            self.check_contract()
 
     def handle_download(self, token: str, file_path: str) -> tuple[int, bytes, str]:
         failure = self._take_failure("download")
@@ -407,15 +474,27 @@ class BotApiServer(ThreadedServer):
             return stored.data
         raise ApiError(400, f"Bad Request: there is no {kind} in the request")
 
-    def _edit(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-        chat_id = _chat_id(params)
-        message_id = int(params.get("message_id") or 0)
+    def _edit(self, params: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any] | bool:
         text, caption = params.get("text"), params.get("caption")
         method = "editMessageText" if text is not None else "editMessageCaption"
+        if params.get("inline_message_id"):
+            return True  # Telegram answers True for inline messages
+        chat_id = _chat_id(params)
+        message_id = params.get("message_id")
+        if message_id is None:
+            raise ApiError(400, "Bad Request: message identifier is not specified")
         self._record_sent(method, chat_id, params, text=text, caption=caption,
                           message_id=message_id)
-        return {**self._message(chat_id, message_id, params),
-                **({"text": text} if text is not None else {"caption": caption})}
+        result = self._message(chat_id, message_id, params)
+        if text is not None:
+            result["text"] = text
+        elif caption is not None:  # no caption: the caption was removed
+            result["caption"] = caption
+        return result
+
+    def _send_chat_action(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
+        _chat_id(params)
+        return True
 
     def _webhook_call(self, params: dict[str, Any], files: dict[str, bytes],
                       action: str) -> Any:
@@ -449,7 +528,10 @@ class BotApiServer(ThreadedServer):
     def _message(self, chat_id: int | str, message_id: int,
                  params: dict[str, Any]) -> dict[str, Any]:
         chat: dict[str, Any] = {"id": chat_id, "type": "private"}
-        if isinstance(chat_id, int) and chat_id < 0:
+        if isinstance(chat_id, str):  # "@username": Telegram answers with the chat's id
+            chat = {"id": -1_000_000_000_000 - zlib.crc32(chat_id.encode()),
+                    "type": "channel", "title": "Channel", "username": chat_id[1:]}
+        elif chat_id < 0:
             chat = {"id": chat_id, "type": "supergroup", "title": "Group"}
         return {"message_id": message_id, "date": int(time.time()), "chat": chat,
                 "from": {"id": self.bot_id, "is_bot": True, "first_name": "Lookalike",
@@ -462,7 +544,7 @@ _METHODS = {
     "sendmessage": BotApiServer._send_message,
     "sendphoto": lambda s, p, f: s._send_media(p, f, "photo"),
     "senddocument": lambda s, p, f: s._send_media(p, f, "document"),
-    "sendchataction": lambda s, p, f: bool(_chat_id(p)),
+    "sendchataction": BotApiServer._send_chat_action,
     "editmessagetext": BotApiServer._edit,
     "editmessagecaption": BotApiServer._edit,
     "setwebhook": lambda s, p, f: s._webhook_call(p, f, "set"),
@@ -495,27 +577,14 @@ def _parsed(params: dict[str, Any], text: str) -> tuple[str, list[dict[str, Any]
 
 
 def _reply_to(params: dict[str, Any]) -> int | None:
+    """The message replied to (parameters as `check_request` decoded them)."""
     reply = params.get("reply_parameters")
-    if isinstance(reply, str):
-        try:
-            reply = json.loads(reply)
-        except json.JSONDecodeError:
-            raise ApiError(400, "Bad Request: can't parse reply parameters JSON object") from None
-    if isinstance(reply, dict) and reply.get("message_id") is not None:
+    if isinstance(reply, dict) and isinstance(reply.get("message_id"), int):
         return int(reply["message_id"])
-    if params.get("reply_to_message_id") not in (None, ""):
-        return int(params["reply_to_message_id"])
+    legacy = params.get("reply_to_message_id")  # before Bot API 7.0; now unknown
+    with contextlib.suppress(TypeError, ValueError):
+        return int(legacy) if legacy not in (None, "") else None
     return None
-
-
-def _decode_json_values(params: dict[str, Any]) -> dict[str, Any]:
-    """Form fields carry objects as JSON text, as Telegram accepts them."""
-    decoded = dict(params)
-    for key, value in params.items():
-        if isinstance(value, str) and value[:1] in ("{", "["):
-            with contextlib.suppress(json.JSONDecodeError):
-                decoded[key] = json.loads(value)
-    return decoded
 
 
 def _parse_body(content_type: str, body: bytes,
@@ -534,7 +603,7 @@ def _parse_body(content_type: str, body: bytes,
             raise ApiError(400, "Bad Request: can't parse JSON object")
         params.update(loaded)
     elif kind == "application/x-www-form-urlencoded":
-        params.update(_decode_json_values(dict(parse_qsl(body.decode("utf-8", "replace")))))
+        params.update(parse_qsl(body.decode("utf-8", "replace")))
     elif kind == "multipart/form-data":
         head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
@@ -543,14 +612,16 @@ def _parse_body(content_type: str, body: bytes,
         fields: dict[str, Any] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
-            if not name:
+            if not isinstance(name, str) or not name:
                 continue
-            payload = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                payload = b""
             if part.get_filename() is not None:
                 files[name] = payload
             else:
                 fields[name] = payload.decode("utf-8", "replace")
-        params.update(_decode_json_values(fields))
+        params.update(fields)
     return params, files
 
 
@@ -569,7 +640,7 @@ def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
 
         def _read_body(self) -> bytes:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:
@@ -643,7 +714,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", required=True, help="the bot token clients must use")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    server = BotApiServer(args.token, args.host, args.port).start()
+    # Alone, it serves any client: contract breaks are logged, not raised.
+    server = BotApiServer(args.token, args.host, args.port, strict=False).start()
     print(server.url, flush=True)
     try:
         threading.Event().wait()

@@ -71,6 +71,9 @@ class StackOptions:
     env: dict[str, str] = field(default_factory=dict)
     # The index directory published to the bucket as the current version.
     gallery: Path = DEMO_GALLERY
+    # Leaving the stack raises ContractViolation when the bot sent the Bot API a field
+    # the spec does not have, or the local server answered outside it (stack.bot_api).
+    strict_contract: bool = True
 
 
 @dataclass
@@ -275,7 +278,7 @@ def running_stack(options: StackOptions | None = None,
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         gcs_port, pubsub_port = free_port(), free_port()
-        bot_api = BotApiServer(options.token).start()
+        bot_api = BotApiServer(options.token, strict=options.strict_contract).start()
         cleanup.callback(bot_api.stop)
         env = function_env(options, secret, f"http://127.0.0.1:{gcs_port}",
                            f"127.0.0.1:{pubsub_port}", bot_api.url, workdir / "cache")
@@ -315,6 +318,7 @@ def running_stack(options: StackOptions | None = None,
         yield stack
         if stack._pubsub_clients is not None:
             stack._pubsub_clients[1].close()
+        bot_api.check_contract()
 
 
 def wait_forever() -> None:
