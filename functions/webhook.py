@@ -70,8 +70,9 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
 
     try:
         data = json.loads(request.get_data(cache=False))
-        update = Update.de_json(data, bot=None) if isinstance(data, dict) else None
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        update = Update.de_json(_read_part(data), bot=None) if isinstance(data, dict) \
+            else None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         log(logging.WARNING, f"unparseable update: {type(exc).__name__}: {exc}")
         return _plain("not a Telegram update", 400)
     if update is None:
@@ -108,6 +109,13 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
     log(logging.INFO, "job published", update_id=update.update_id, message_id=message_id,
         chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}")
     return "", 200, {}
+
+
+def _read_part(data: dict[str, Any]) -> dict[str, Any]:
+    """The part of an update the bot reads. python-telegram-bot builds every object it is
+    given and fails on values it cannot hold (a duration past `timedelta`'s range): the
+    kinds of update the bot ignores are not built, so they cannot fail it."""
+    return {key: data[key] for key in ("update_id", "message") if key in data}
 
 
 def secret_matches(given: str, secret: str) -> bool:

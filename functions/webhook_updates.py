@@ -192,6 +192,8 @@ def _mentions_bot(message: Message, bot_username: str) -> bool:
     if not bot_username:
         return False
     wanted = "@" + bot_username.lower()
+    if not message.caption:  # python-telegram-bot refuses entities without their caption
+        return False
     mentions = message.parse_caption_entities([MessageEntity.MENTION])
     if any(mention.lower() == wanted for mention in mentions.values()):
         return True

@@ -1,0 +1,137 @@
+"""Updates of every kind, generated from the Bot API spec's `Update` type
+(tests/telegram_updates.py), through the webhook's real handler and, for the photos it
+publishes, through the worker against the local Bot API server.
+
+The webhook answers every update Telegram could send with 200 (never a 4xx, which
+would make Telegram deliver it again and again, nor a 5xx); it publishes a job only for
+a new message with an image it is asked about, answers only private messages and
+commands, with a Bot API call the spec accepts, and every job it publishes decodes in
+the worker. The example count: `tests/telegram_updates.py` `example_count()`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from functions.webhook import MAX_BODY_BYTES
+from shared.jobs import Job
+from stack.telegram_spec.check import check_request, check_value, load_spec
+from tests.reliability_budget import record
+from tests.telegram_updates import BOT, example_count, strategies, update_kinds
+from tests.test_webhook import Recorder, post
+
+SPEC = load_spec()
+USAGE = json.loads((__import__("pathlib").Path(__file__).with_name("bot_api_usage.json"))
+                   .read_text())
+EXAMPLES = example_count()
+GENERATED = strategies()
+_kinds: Counter[str] = Counter()
+_outcomes: Counter[str] = Counter()
+
+assert BOT == "LookalikeTestBot"  # the webhook tests' bot username (tests/test_webhook.py)
+
+
+def _images(message: dict[str, Any]) -> set[str]:
+    """The file ids of the images in a message (any photo size, an image document)."""
+    found = {size["file_id"] for size in message.get("photo") or []}
+    document = message.get("document")
+    if document and str(document.get("mime_type") or "").startswith("image/"):
+        found.add(document["file_id"])
+    return found
+
+
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(update=GENERATED.updates())
+def test_every_kind_of_update_gets_200_and_only_photos_become_jobs(update):
+    assert check_value(SPEC, "Update", update, "update").ok  # the strategies' own promise
+    kind = next(k for k in update if k != "update_id")
+    _kinds[kind] += 1
+    body = json.dumps(update).encode()
+    (answer, status, _), publisher = post(body, publisher=Recorder())
+    if len(body) > MAX_BODY_BYTES:
+        assert status == 413
+        _outcomes["too large"] += 1
+        return
+    assert status == 200, (status, answer)
+    message = update.get("message")
+    chat_type = (message or {}).get("chat", {}).get("type")
+    if message is None or chat_type not in ("private", "group", "supergroup"):
+        assert (answer, publisher.jobs) == ("", []), "only new messages in chats are handled"
+        _outcomes["ignored"] += 1
+        return
+
+    for job in publisher.jobs:
+        assert Job.from_bytes(job.to_bytes()) == job
+        target = message
+        if job.message_id != message["message_id"] or job.file_id not in _images(message):
+            target = message.get("reply_to_message") or {}
+        assert job.file_id in _images(target), "the job is for an image of the message"
+        assert job.message_id == target["message_id"]
+        assert (job.update_id, job.chat_id, job.chat_type) == (
+            update["update_id"], message["chat"]["id"], chat_type)
+    if answer:
+        call = json.loads(answer)
+        name = call.pop("method")
+        request = check_request(SPEC, SPEC.method(name), call)
+        assert request.error is None and not request.unknown, (request.problems,
+                                                                request.unknown)
+        assert set(call) <= set(USAGE["sends"][name]), "a field missing from the usage list"
+        assert call["chat_id"] == message["chat"]["id"]
+    assert len(publisher.jobs) + bool(answer) <= 1, "one job or one answer, not both"
+    if chat_type == "private":
+        assert publisher.jobs or answer, "a private message always gets something back"
+    _outcomes["job" if publisher.jobs else "answered" if answer else "ignored"] += 1
+
+
+def test_zz_generated_update_figures():
+    """What the generated updates covered (the test above runs first, in file order)."""
+    record("spec-generated updates", examples=EXAMPLES, total=sum(_kinds.values()),
+           kinds=len(_kinds), outcomes=dict(_outcomes), per_kind=dict(_kinds))
+    assert set(_kinds) == set(update_kinds(SPEC)), "every kind of update was sent"
+    assert _outcomes["job"] and _outcomes["answered"] and _outcomes["ignored"]
+
+
+@given(st.data())
+def test_strategy_values_fit_their_types(data):
+    """The strategies draw values the spec accepts, for the types the bot reads."""
+    for name in ("Message", "CallbackQuery", "ChatMemberUpdated", "MessageReactionUpdated"):
+        value = data.draw(GENERATED.of(name, 1))
+        findings = check_value(SPEC, name, value, name)
+        assert findings.ok and not findings.unknown, (findings.problems, findings.unknown)
+
+
+# -- what the generated updates found ------------------------------------------------
+
+GROUP = {"id": -1042, "type": "supergroup", "title": "Friends"}
+
+
+def test_a_group_image_with_caption_entities_but_no_caption_is_ignored_not_a_500():
+    """python-telegram-bot raises on caption entities without a caption; the webhook
+    answered 500 (Telegram would redeliver it for hours)."""
+    message = {"message_id": 7, "date": 1, "chat": GROUP,
+               "document": {"file_id": "d", "file_unique_id": "u", "mime_type": "image/png"},
+               "caption_entities": [{"type": "mention", "offset": 0, "length": 4}]}
+    (answer, status, _), publisher = post({"update_id": 1, "message": message})
+    assert (answer, status, publisher.jobs) == ("", 200, [])
+
+
+def test_kinds_of_update_the_bot_ignores_are_not_parsed():
+    """A poll whose media lasts longer than `timedelta` holds made python-telegram-bot
+    raise OverflowError while building the whole update: a 500."""
+    audio = {"file_id": "a", "file_unique_id": "u", "duration": 2**60}
+    poll = {"id": "p", "question": "?", "options": [], "total_voter_count": 0,
+            "is_closed": False, "is_anonymous": True, "type": "regular",
+            "allows_multiple_answers": False, "media": {"audio": audio}}
+    (answer, status, _), _ = post({"update_id": 2, "poll": poll})
+    assert (answer, status) == ("", 200)
+    # The same in a message the bot reads is refused as unparseable, not a crash.
+    message = {"message_id": 7, "date": 1, "chat": {"id": 1, "type": "private"},
+               "audio": audio}
+    (_, status, _), publisher = post({"update_id": 3, "message": message})
+    assert status == 400 and publisher.jobs == []
