@@ -158,10 +158,9 @@ def check_request(spec: Spec, method: Method, params: Mapping[str, Any],
             findings.unknown.append(name)
             continue
         decoded[name] = _conform(spec, declared.types, data, name, findings, top=True)
-    for declared in method.fields:
-        if declared.required and decoded.get(declared.name) in (None, ""):
-            findings.problems.insert(0, f'parameter "{declared.name}" is required')
-    return Request(method, decoded, tuple(findings.problems), tuple(findings.unknown))
+    missing = [f'parameter "{f.name}" is required' for f in method.fields
+               if f.required and decoded.get(f.name) in (None, "")]
+    return Request(method, decoded, (*missing, *findings.problems), tuple(findings.unknown))
 
 
 def check_value(spec: Spec, types: Sequence[str] | str, value: Any,
