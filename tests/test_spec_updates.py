@@ -1,6 +1,6 @@
 """Updates of every kind, generated from the Bot API spec's `Update` type
-(tests/telegram_updates.py), through the webhook's real handler and, for the photos it
-publishes, through the worker against the local Bot API server.
+(tests/telegram_updates.py), through the webhook's real handler (the worker's side:
+tests/test_worker_spec_messages.py).
 
 The webhook answers every update Telegram could send with 200 (never a 4xx, which
 would make Telegram deliver it again and again, nor a 5xx); it publishes a job only for
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -26,8 +27,7 @@ from tests.telegram_updates import BOT, example_count, strategies, update_kinds
 from tests.test_webhook import Recorder, post
 
 SPEC = load_spec()
-USAGE = json.loads((__import__("pathlib").Path(__file__).with_name("bot_api_usage.json"))
-                   .read_text())
+USAGE = json.loads(Path(__file__).with_name("bot_api_usage.json").read_text())
 EXAMPLES = example_count()
 GENERATED = strategies()
 _kinds: Counter[str] = Counter()
@@ -67,7 +67,9 @@ def _images(message: dict[str, Any]) -> set[str]:
     return found
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
+# No example database: a long run that replayed examples saved by earlier versions of
+# the strategies ended in FlakyStrategyDefinition; each run draws fresh updates.
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(update=GENERATED.updates())
 def test_every_kind_of_update_gets_200_and_only_photos_become_jobs(update):
