@@ -265,8 +265,9 @@ def test_the_workers_calls_are_valid_and_in_the_usage_list(api):
     try:
         file_id = api.add_photo(jpeg())[-1]["file_id"]
         client.download(file_id)
-        client.send_photo(5, jpeg(), "Ann — 91%", reply_to=3)
-        client.send_text(5, "no face", reply_to=3)
+        client.send_photo(5, jpeg(), "<b>Ann</b> — 91%", reply_to=3, parse_mode="HTML")
+        client.send_text(5, '<a href="https://example.org">Ann</a>', reply_to=3,
+                         parse_mode="HTML")
     finally:
         client.close()
     sent = {(c["method"], field) for c in api.calls if c["method"] != "download"
