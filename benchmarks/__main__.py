@@ -20,6 +20,7 @@ from shared.config import REPO_ROOT
 
 BENCHMARKS = {
     "pipeline": ["benchmarks.pipeline"],
+    "large_files": ["benchmarks.large_files"],
     "index_query": ["benchmarks.index_query"],
     "cold_start": ["benchmarks.cold_start"],
     "webhook": ["benchmarks.webhook"],

@@ -77,9 +77,10 @@ class EmbedOptions:
     def namespace(self) -> str:
         """What a cached result depends on, as a short hash."""
         detection = asdict(self.detection)
-        # The coarse pass and the threshold became options later: left out at the
-        # builder's own values, so the caches of earlier builds stay valid.
-        for name in ("coarse_face_fraction", "detect_threshold"):
+        # The coarse pass, the threshold and the large-image rule became options later:
+        # left out at the builder's own values, so the caches of earlier builds stay valid.
+        for name in ("coarse_face_fraction", "detect_threshold", "large_image_side",
+                     "large_face_fraction"):
             if detection[name] == getattr(BUILDER_DETECTION, name):
                 del detection[name]
         key = {"format": CACHE_FORMAT, "models": model_identity(), "jitters": self.jitters,

@@ -15,8 +15,11 @@ def test_plan_upsamples_small_photos_like_the_classic_pipeline():
 def test_plan_scales_large_photos_down_to_the_smallest_wanted_face():
     plan = detection_plan(960, 1280)  # smallest wanted face: 1280 / 16 = 80 px
     assert plan == DetectionPlan(scale=1.0, upsample=0)
-    plan = detection_plan(3000, 4000)  # 250 px faces -> scaled to 80 px
+    photos = DEFAULT_DETECTION.photo_rule_only()  # 1/16 at any size, as for photos
+    plan = detection_plan(3000, 4000, photos)  # 250 px faces -> scaled to 80 px
     assert plan.upsample == 0 and plan.scale == pytest.approx(80 / 250)
+    plan = detection_plan(3000, 4000)  # a file: 1/48, 83 px faces -> scaled to 80 px
+    assert plan.upsample == 0 and plan.scale == pytest.approx(80 / (4000 / 48))
     plan = detection_plan(600, 800)  # 50 px -> needs 1.6x: upsample on a 0.8 copy
     assert plan.upsample == 1 and plan.scale == pytest.approx(0.8)
 
