@@ -21,6 +21,7 @@ from shared.config import REPO_ROOT
 BENCHMARKS = {
     "pipeline": ["benchmarks.pipeline"],
     "large_files": ["benchmarks.large_files"],
+    "build_rate": ["benchmarks.build_rate"],
     "index_query": ["benchmarks.index_query"],
     "cold_start": ["benchmarks.cold_start"],
     "webhook": ["benchmarks.webhook"],

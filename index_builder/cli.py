@@ -16,7 +16,7 @@ from index_builder.assemble import DUPLICATE_DISTANCE
 from index_builder.build import HNSW_PARAMS, BuildConfig, BuildError, format_summary, run_build
 from index_builder.catalog import CatalogError, catalog_from_ids
 from index_builder.commons import DEFAULT_COMMONS_API_URL, DEFAULT_WIDTH
-from index_builder.engines import ENGINES, EngineChoice
+from index_builder.engines import ENGINES, SUBMITTED, EngineChoice
 from index_builder.harvest import PAGE_SIZE, HarvestConfig, HarvestError, run_harvest
 from index_builder.harvest import format_summary as format_harvest
 from index_builder.photos import list_photos
@@ -175,7 +175,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--keep", type=int, default=DEFAULT_KEEP,
                        help=f"versions to keep (default {DEFAULT_KEEP})")
     build.add_argument("--dask-address", default="", help="Dask scheduler (default: local)")
-    build.add_argument("--spark-master", default="", help="Spark master (default: local[N])")
+    build.add_argument("--spark-master", default="",
+                       help=f"Spark master (default: local[N]); {SUBMITTED}: the one "
+                            "spark-submit set, as on Dataproc")
     build.add_argument("--min-eye-distance", type=float, help="pixels between the eyes")
     build.add_argument("--max-roll", type=float, help="head roll in degrees")
     build.add_argument("--duplicate-distance", type=float, default=DUPLICATE_DISTANCE)

@@ -26,6 +26,9 @@ import pandas as pd
 from index_builder.embedding import SCHEMA, embed_photos
 
 ENGINES = ("native", "dask", "spark")
+# `--spark-master` value for a driver started by spark-submit, as on Dataproc Serverless:
+# the session takes the master and the shipped code (--py-files) that spark-submit set.
+SUBMITTED = "submitted"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Progress = Callable[[int], object]  # its return value is ignored (tqdm's update)
 
@@ -120,14 +123,15 @@ def run_spark(rows: pd.DataFrame, options: str, choice: EngineChoice,
               progress: Progress) -> list[pd.DataFrame]:
     from pyspark.sql import SparkSession
 
-    _with_repo_on_path()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     workers = choice.worker_count
     builder = (SparkSession.builder.appName("lookalike-index-builder")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", str(4 * workers))
-               .config("spark.executorEnv.PYTHONPATH", os.environ["PYTHONPATH"]))
-    builder = builder.master(choice.spark_master or f"local[{workers}]")
+               .config("spark.sql.shuffle.partitions", str(4 * workers)))
+    if choice.spark_master != SUBMITTED:
+        _with_repo_on_path()
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = (builder.config("spark.ui.enabled", "false")
+                   .config("spark.executorEnv.PYTHONPATH", os.environ["PYTHONPATH"])
+                   .master(choice.spark_master or f"local[{workers}]"))
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     try:

@@ -99,3 +99,20 @@ MAX_CONNECTIONS=${MAX_CONNECTIONS:-40}
 # -- local tools --------------------------------------------------------------------
 # The index builder and the model lookup run locally with the project's virtualenv.
 PYTHON=${PYTHON:-}
+
+# -- index builds on Dataproc Serverless (infra/index.sh build --engine spark) ----------
+# Spark runtime: 2.3 is Spark 3.5 (LTS). The Python is the image's (packaging/dataproc).
+DATAPROC_RUNTIME=${DATAPROC_RUNTIME:-2.3}
+# Executors x cores: the per-photo step is one core per photo (dlib holds the GIL), so
+# every core runs one Python worker; 4 cores and 16 GB (4 DCU) is Dataproc's default
+# executor. The builder's waves and partitions follow their product (--workers).
+DATAPROC_EXECUTORS=${DATAPROC_EXECUTORS:-8}
+DATAPROC_EXECUTOR_CORES=${DATAPROC_EXECUTOR_CORES:-4}
+# fast: the image installs the dlib and nmslib wheels packaging/ builds (AVX2 + FMA,
+# like the worker's); pypi: the PyPI wheels.
+BUILD_WHEELS=${BUILD_WHEELS:-fast}
+# Artifact Registry repository (docker format, in REGION) for the builder's image.
+IMAGE_REPOSITORY=${IMAGE_REPOSITORY:-lookalike}
+# The account the batch runs as; empty means the Compute Engine default account. It
+# needs roles/dataproc.worker and read/write on the bucket.
+DATAPROC_SA=${DATAPROC_SA:-}

@@ -176,6 +176,42 @@ def test_engines_build_identical_indexes(small_set, engine):
     assert CelebrityIndex.load(out).manifest.build["engine"] == engine
 
 
+def test_the_dataproc_batch_runs_under_spark_submit(small_set, tmp_path):
+    # What infra/index.sh ships to Dataproc Serverless (its dry run keeps the staged
+    # files), run by spark-submit as Dataproc runs it: outside the repository, so that
+    # the driver and the executors import the project from the zip.
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLOUDSDK_", "GOOGLE_", "LOOKALIKE_", "PYTHONPATH"))}
+    env.update(DRY_RUN="1", PROJECT="dry-run", BUILD_WHEELS="pypi", KEEP_STAGING="1",
+               TMPDIR=str(tmp_path), DATAPROC_EXECUTORS="1", DATAPROC_EXECUTOR_CORES="2")
+    dry = subprocess.run(["bash", str(REPO / "infra" / "index.sh"), "build", "--catalog",
+                          "catalog.json", "--photos", "gs://photos/celebrities", "--engine",
+                          "spark", "--jitters", "2"], capture_output=True, text=True,
+                         cwd=REPO, env=env, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    submit = next(line.split() for line in dry.stdout.splitlines() if "batches submit" in line)
+    flags = dict(a.split("=", 1) for a in submit if a.startswith("--") and "=" in a)
+    driver_args = submit[submit.index("--") + 1:]
+    for flag, value in (("--photos", str(small_set["root"] / "photos")),
+                        ("--out", str(tmp_path / "out"))):
+        driver_args[driver_args.index(flag) + 1] = value
+    work = tmp_path / "work"  # the driver's working directory, where --files land
+    work.mkdir()
+    shutil.copy(small_set["root"] / "catalog.json", work / flags["--files"])
+    env = {k: v for k, v in env.items() if k not in ("DRY_RUN", "KEEP_STAGING")}
+    env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    run = subprocess.run([str(Path(sys.executable).with_name("spark-submit")), "--master",
+                          "local[2]", "--py-files", flags["--py-files"], submit[5],
+                          *driver_args], capture_output=True, text=True, cwd=work, env=env,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "6 embedded" in run.stdout
+    _same_contents(small_set["native"], tmp_path / "out")
+    assert CelebrityIndex.load(tmp_path / "out").manifest.build["engine"] == "spark"
+
+
 def test_the_printed_summary_is_the_saved_one(small_set, tmp_path):
     from index_builder.build import BuildResult, format_summary
     from index_builder.publish import SwitchResult

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,6 +52,8 @@ RUNS = [
     ("index.sh", ["harvest", "--catalog-out", "catalog.json", "--photos", "gs://b/photos",
                   "--contact", "ops@example.org", "--limit", "10000"], {}),
     ("index.sh", ["remove", "--photos", "gs://b/photos", "Q42"], {}),
+    ("index.sh", ["build", "--catalog", "catalog.csv", "--photos", "gs://b/photos",
+                  "--engine", "spark", "--jitters", "0"], {"BUILD_WHEELS": "pypi"}),
     ("index.sh", ["versions"], {}),
     ("index.sh", ["activate", "20250101-000000"], {}),
     ("teardown.sh", [], {"ASSUME_YES": "1"}),
@@ -526,3 +529,65 @@ def test_unknown_worker_wheels_is_refused(tmp_path):
     result = _run("deploy.sh", [], _deploy_env(tmp_path, stubs, WORKER_WHEELS="fastest"))
     assert result.returncode != 0 and "WORKER_WHEELS must be fast or pypi" in result.stderr
     assert _commands(result.stdout) == []
+
+
+def test_spark_build_is_a_dataproc_batch_with_the_project_and_its_image(tmp_path):
+    stubs = _stub_bin(tmp_path, dict.fromkeys(["gcloud", "gsutil"], "exit 97\n"))
+    env = _clean_env(tmp_path, DRY_RUN="1", BUILD_WHEELS="pypi", KEEP_STAGING="1",
+                     TMPDIR=str(tmp_path), DATAPROC_EXECUTORS="5")
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    result = _run("index.sh", ["build", "--catalog", "data/catalog.csv", "--photos",
+                               "gs://photos-bucket/celebrities", "--engine=spark",
+                               "--jitters", "0"], env)
+    assert result.returncode == 0, result.stderr
+    commands = _commands(result.stdout)
+    assert [argv[:3] for argv in commands] == [
+        ["gcloud", "artifacts", "repositories"], ["gcloud", "artifacts", "repositories"],
+        ["gcloud", "artifacts", "docker"], ["gcloud", "builds", "submit"],
+        ["gcloud", "dataproc", "batches"]]
+    build, submit = commands[3], commands[4]
+    image = next(a.split("=", 1)[1] for a in submit if a.startswith("--container-image="))
+    assert f"--tag={image}" in build
+    assert image.startswith(f"europe-west1-docker.pkg.dev/{PROJECT}/lookalike/index-builder:")
+
+    # The image's context: the Dockerfile and the pins of the repository's requirement
+    # files, without Spark (Dataproc mounts it).
+    context = Path(build[3])
+    assert (context / "Dockerfile").read_text() == (
+        REPO / "packaging" / "dataproc" / "Dockerfile").read_text()
+    pins = (context / "requirements.txt").read_text().split()
+    repo_pins = set((REPO / "requirements.txt").read_text().split()
+                    + (REPO / "requirements-dev.txt").read_text().split())
+    assert "fugue==0.9.7" in pins and "dlib-bin==20.0.1.post1" in pins
+    assert all(pin in repo_pins or pin.startswith("fugue==") for pin in pins), pins
+    assert not any(pin.startswith("pyspark") for pin in pins)
+
+    # The batch: the driver is the builder's entry point, the project a zip on the path,
+    # the catalogue a file in the driver's working directory.
+    flags = dict(a.split("=", 1) for a in submit[:submit.index("--")] if a.startswith("--"))
+    driver = Path(submit[5])
+    assert driver.read_text() == (REPO / "index_builder" / "__main__.py").read_text()
+    assert flags["--files"] == "data/catalog.csv"
+    assert flags["--deps-bucket"] == f"gs://{PROJECT}-lookalike"
+    assert "spark.executor.instances=5" in flags["--properties"].split(",")
+    with zipfile.ZipFile(flags["--py-files"]) as archive:
+        names = set(archive.namelist())
+    assert {"index_builder/cli.py", "index_builder/engines.py", "shared/faces.py",
+            "shared/frontal_face_detector.svm"} <= names
+    assert not any("__pycache__" in name for name in names)
+
+    # The driver's arguments are the builder's own, read by its own parser.
+    from index_builder.cli import parser
+    args = parser().parse_args(submit[submit.index("--") + 1:])
+    assert (args.catalog, args.photos, args.out) == (
+        "catalog.csv", "gs://photos-bucket/celebrities", f"gs://{PROJECT}-lookalike/index")
+    assert (args.engine, args.spark_master, args.workers, args.jitters) == (
+        "spark", "submitted", 5 * 4, 0)
+
+
+def test_spark_build_refuses_local_photos(tmp_path):
+    env = _clean_env(tmp_path, DRY_RUN="1", BUILD_WHEELS="pypi")
+    result = _run("index.sh", ["build", "--catalog", "c.csv", "--photos", "photos/",
+                               "--engine", "spark"], env)
+    assert result.returncode != 0 and "--photos gs://" in result.stderr
+    assert result.stdout == ""
