@@ -50,9 +50,11 @@ def test_large_image_rule_reads_from_the_environment(monkeypatch):
                                                               large_face_fraction=OFF)
 
 
-@pytest.mark.parametrize(("width", "height", "count"), [(6000, 4000, 24), (3000, 4000, 16)])
+@pytest.mark.parametrize(("width", "height", "count"),
+                         [(6000, 4000, 24), (3000, 4000, 16), (8000, 5000, 16)])
 def test_a_crowd_of_48th_faces_is_found_in_a_large_file(cuts, models, width, height, count):
-    # A 24 MP landscape and a 12 MP portrait file, each face 1/48 of the longest side.
+    # A 24 MP landscape, a 12 MP portrait and a 40 MP file (the pixel limit), each face
+    # 1/48 of the longest side.
     face_px = round(max(width, height) / 48)
     group = crowd(cuts, width, height, face_px, count)
     scan = find_faces(group.image, models)
