@@ -22,7 +22,7 @@ from benchmarks.pipeline import DEFAULT_CORPUS
 from index_builder.embedding import EmbedOptions, describe_photo
 
 # Dataproc Serverless for Spark, standard tier, us-central1 (cloud.google.com/dataproc-
-# serverless/pricing, as published in 2025): $0.06 per DCU-hour; a vCPU counts 0.6 DCU
+# serverless/pricing, read on 2026-12-02): $0.06 per DCU-hour; a vCPU counts 0.6 DCU
 # and each GB of memory up to 8 GB per vCPU 0.1 DCU, so a 4-core executor with 16 GB is
 # 4 DCU, $0.24 an hour, $0.06 per core-hour. The driver (4 DCU) runs the whole batch.
 USD_PER_DCU_HOUR = 0.06
