@@ -3,7 +3,9 @@
 dlib's HOG frontal detector scans an 80-pixel window, so it sees faces of 80 px at
 upsample 0 and of 40 px at upsample 1. Instead of always upsampling the full image
 (slow on large photos), the image is scaled so that the smallest face worth finding,
-`max(min_face_px, min_face_fraction × longest side)`, becomes 80 px. Most photos sent
+`max(min_face_px, min_face_fraction × longest side)`, becomes 80 px (images over
+`large_image_side`, files rather than photos, use `large_face_fraction` instead:
+shared/detection.py). Most photos sent
 to the bot hold one or a few large faces, so a coarse pass looks first for faces of at
 least `coarse_face_fraction` of the photo on a much smaller copy; the fine pass runs only
 when the coarse one finds nothing, or a face near its limit (a sign of smaller faces
