@@ -115,6 +115,22 @@ class _CountingRetry(Retry):
         return new
 
 
+def _json_answer(response: requests.Response, endpoint: str, *,
+                 quote_body: bool = False) -> dict[str, Any]:
+    """The JSON object of a 200 answer; HttpFailure for another status or a body that is
+    not JSON. `quote_body` puts the start of a failed answer in the message (WDQS explains
+    a rejected query there)."""
+    if response.status_code != 200:
+        body = f" {response.text[:300]}" if quote_body else ""
+        raise HttpFailure(f"http_{response.status_code}",
+                          f"{endpoint}: {response.status_code}{body}")
+    try:
+        result: dict[str, Any] = response.json()
+    except ValueError:
+        raise HttpFailure("bad_response", f"{endpoint}: not JSON") from None
+    return result
+
+
 class PoliteClient:
     def __init__(self, politeness: Politeness) -> None:
         self.politeness = politeness
@@ -176,14 +192,7 @@ class PoliteClient:
         """SPARQL 1.1 JSON results of a query sent by POST (long VALUES lists fit)."""
         response = self._send("sparql", "POST", endpoint, data={"query": query},
                               headers={"Accept": "application/sparql-results+json"})
-        if response.status_code != 200:
-            raise HttpFailure(f"http_{response.status_code}",
-                              f"{endpoint}: {response.status_code} {response.text[:300]}")
-        try:
-            result: dict[str, Any] = response.json()
-        except ValueError:
-            raise HttpFailure("bad_response", f"{endpoint}: not JSON") from None
-        return result
+        return _json_answer(response, endpoint, quote_body=True)
 
     def action_api(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
         """A MediaWiki Action API query with maxlag; waits out `maxlag` errors."""
@@ -192,13 +201,7 @@ class PoliteClient:
         for attempt in range(self.politeness.attempts):
             # GET: a title batch fits in a URL, and Wikimedia's caches can answer it.
             response = self._send("api", "GET", endpoint, params=params)
-            if response.status_code != 200:
-                raise HttpFailure(f"http_{response.status_code}",
-                                  f"{endpoint}: {response.status_code}")
-            try:
-                result: dict[str, Any] = response.json()
-            except ValueError:
-                raise HttpFailure("bad_response", f"{endpoint}: not JSON") from None
+            result = _json_answer(response, endpoint)
             error = result.get("error") or {}
             if error.get("code") != "maxlag":
                 if error:

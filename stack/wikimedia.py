@@ -57,6 +57,9 @@ from stack.http_thread import ThreadedServer
 ENTITY = "http://www.wikidata.org/entity/"
 FILE_PATH = "http://commons.wikimedia.org/wiki/Special:FilePath/"
 XSD = "http://www.w3.org/2001/XMLSchema#"
+# Where WDQS and the Action API answer, on Wikimedia's hosts and here.
+SPARQL_PATH = "/sparql"
+API_PATH = "/w/api.php"
 MAX_TITLES = 50
 FAULTS = ("missing", "gone", "truncated", "not_an_image", "no_face", "no_licence")
 
@@ -222,11 +225,11 @@ class WikimediaServer(ThreadedServer):
 
     @property
     def sparql_url(self) -> str:
-        return f"{self.url}/sparql"
+        return self.url + SPARQL_PATH
 
     @property
     def api_url(self) -> str:
-        return f"{self.url}/w/api.php"
+        return self.url + API_PATH
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -470,9 +473,9 @@ def _handler_for(server: WikimediaServer) -> type[BaseHTTPRequestHandler]:
 
         def _route(self) -> None:
             path = urlsplit(self.path).path
-            if path == "/sparql":
+            if path == SPARQL_PATH:
                 self._sparql()
-            elif path == "/w/api.php":
+            elif path == API_PATH:
                 self._api()
             elif path.startswith("/thumb/"):
                 self._thumb(path)

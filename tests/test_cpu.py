@@ -184,19 +184,28 @@ def test_an_explicit_openblas_coretype_is_kept(tmp_path, monkeypatch) -> None:
     assert os.environ["OPENBLAS_CORETYPE"] == "SkylakeX"
 
 
-def test_dlibs_openblas_runs_the_chosen_kernels() -> None:
-    # OpenBLAS names the kernels it loaded when OPENBLAS_VERBOSE=2; dlib's OpenBLAS loads
-    # with the models, after any other (numpy's) already printed its own line.
+def _kernels_this_cpu_gets() -> str:
     expected = blas_core_type()
     if expected is None:
         pytest.skip("this CPU has neither AVX-512 nor AVX2: OpenBLAS keeps its own choice")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    done = subprocess.run(
-        [sys.executable, "-c", "import numpy, sys; print('--', file=sys.stderr, flush=True); "
-         "from shared.models import load_models; load_models(); import dlib; "
-         "print(dlib.DLIB_USE_BLAS)"],
-        cwd=REPO, env={**env, "OPENBLAS_VERBOSE": "2"}, capture_output=True, text=True,
-        timeout=120, check=True)
+    return expected
+
+
+def _python_without_a_chosen_core(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a new interpreter in the repo, with no OPENBLAS_CORETYPE inherited."""
+    inherited = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**inherited, **env},
+                          capture_output=True, text=True, timeout=120, check=True)
+
+
+def test_dlibs_openblas_runs_the_chosen_kernels() -> None:
+    # OpenBLAS names the kernels it loaded when OPENBLAS_VERBOSE=2; dlib's OpenBLAS loads
+    # with the models, after any other (numpy's) already printed its own line.
+    expected = _kernels_this_cpu_gets()
+    done = _python_without_a_chosen_core(
+        "import numpy, sys; print('--', file=sys.stderr, flush=True); "
+        "from shared.models import load_models; load_models(); import dlib; "
+        "print(dlib.DLIB_USE_BLAS)", OPENBLAS_VERBOSE="2")
     if done.stdout.strip() != "True":
         pytest.skip("the installed dlib has no BLAS (dlib-bin)")
     after_numpy = done.stderr.split("--", 1)[1]
@@ -222,12 +231,8 @@ def test_kernels_named_after_dlib_loaded_are_reported(tmp_path, monkeypatch, cap
 def test_entry_points_name_the_kernels_before_dlib_can_load() -> None:
     # main.py (both functions and the command line) names them on import, so a dlib
     # imported right after it, before any model is loaded, gets them.
-    expected = blas_core_type()
-    if expected is None:
-        pytest.skip("this CPU has neither AVX-512 nor AVX2: OpenBLAS keeps its own choice")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    done = subprocess.run(
-        [sys.executable, "-c", "import os, sys; assert 'dlib' not in sys.modules; import main; "
-         "print(os.environ['OPENBLAS_CORETYPE'])"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True)
+    expected = _kernels_this_cpu_gets()
+    done = _python_without_a_chosen_core(
+        "import os, sys; assert 'dlib' not in sys.modules; import main; "
+        "print(os.environ['OPENBLAS_CORETYPE'])")
     assert done.stdout.strip() == expected

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.crowds import overlap
 from shared.detection import DEFAULT_DETECTION, OFF, DetectionSettings
 from shared.faces import DetectionPlan, detection_plan, face_quality, find_faces, locate_faces
 from shared.images import ImageError, decode_image
@@ -149,7 +150,7 @@ def test_coarse_pass_loses_no_face_of_the_fine_pass(faces_dir, models):
         for box, _ in fine:
             if (photo.relative_to(faces_dir).as_posix(), box[0], box[1]) in NOT_FACES:
                 continue
-            assert any(_overlap(box, other) > 0.5 for other, _ in both), (photo, box)
+            assert any(overlap(box, other) > 0.5 for other, _ in both), (photo, box)
         coarse_only += both != fine  # boxes from the coarse scale differ from the fine ones
     assert coarse_only > photos // 2
 
@@ -169,15 +170,6 @@ def test_every_face_of_the_classic_pipeline_is_found(faces_dir, models):
         ours = locate_faces(models, image)
         for rect in models.detector(image, 1):
             box = (rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1)
-            assert any(_overlap(box, other) > 0.3 for other, _ in ours), (photo, box)
+            assert any(overlap(box, other) > 0.3 for other, _ in ours), (photo, box)
             found += 1
     assert found > 100
-
-
-def _overlap(a, b) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

@@ -30,6 +30,8 @@ from stack import bot_api
 from stack.bot_api import BotApiServer, ContractViolation
 from stack.telegram_spec.check import (
     SPEC_FILE,
+    Method,
+    ObjectType,
     Spec,
     check_request,
     check_value,
@@ -279,22 +281,33 @@ def test_the_workers_calls_are_valid_and_in_the_usage_list(api):
     assert all(c["status"] == 200 for c in api.calls)
 
 
+def _field_drift(kind: str, name: str, fields: dict[str, str],
+                 declaring: Method | ObjectType | None, uses: str,
+                 spec_verb: str) -> list[str]:
+    """How the fields the bot `uses` (sends, reads) differ from those the spec declares
+    for the method or type `name` (None: the spec no longer has it)."""
+    if declaring is None:
+        return [f"{kind} {name}: gone from the Bot API"]
+    problems = []
+    for field, expected in fields.items():
+        declared = declaring.field(field)
+        if declared is None:
+            problems.append(f"{name}.{field}: the bot {uses} it; the Bot API no longer "
+                            "has it")
+        elif declared.type_name != expected:
+            problems.append(f"{name}.{field}: the bot {uses} {expected}; the Bot API "
+                            f"now {spec_verb} {declared.type_name}")
+    return problems
+
+
 def usage_drift(spec: Spec, usage: dict[str, Any]) -> list[str]:
     """How the spec differs from what the bot relies on, one line per difference."""
     problems = []
     for name, fields in usage["sends"].items():
         method = spec.methods.get(name)
+        problems += _field_drift("method", name, fields, method, "sends", "takes")
         if method is None:
-            problems.append(f"method {name}: gone from the Bot API")
             continue
-        for field, expected in fields.items():
-            declared = method.field(field)
-            if declared is None:
-                problems.append(f"{name}.{field}: the bot sends it; the Bot API no longer "
-                                "has it")
-            elif declared.type_name != expected:
-                problems.append(f"{name}.{field}: the bot sends {expected}; the Bot API "
-                                f"now takes {declared.type_name}")
         for declared in method.fields:
             if declared.required and declared.name not in fields:
                 problems.append(f"{name}.{declared.name}: now required; the bot does not "
@@ -304,18 +317,7 @@ def usage_drift(spec: Spec, usage: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: the bot reads a {usage['returns'][name]}; it now "
                             f"returns {returns}")
     for name, fields in usage["reads"].items():
-        kind = spec.types.get(name)
-        if kind is None:
-            problems.append(f"type {name}: gone from the Bot API")
-            continue
-        for field, expected in fields.items():
-            declared = kind.field(field)
-            if declared is None:
-                problems.append(f"{name}.{field}: the bot reads it; the Bot API no longer "
-                                "has it")
-            elif declared.type_name != expected:
-                problems.append(f"{name}.{field}: the bot reads {expected}; the Bot API "
-                                f"now gives {declared.type_name}")
+        problems += _field_drift("type", name, fields, spec.types.get(name), "reads", "gives")
     return problems
 
 
