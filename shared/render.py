@@ -2,7 +2,8 @@
 
 One row per face (largest first, at most `MAX_ROWS`), numbered when there are several,
 so the caption's numbered list can refer to them. Only digits and percentages are
-drawn, so no font with the celebrities' scripts is needed.
+drawn, so no font with the celebrities' scripts is needed. A best match that may be the
+person themself gets no percentage, as in the caption, which says so in words.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def render_matches(result: PhotoMatches, photo_loader: PhotoLoader | None = None
         canvas.paste(_load_photo(photo_loader, best.celebrity, tile), (tile, y))
         if numbered:
             _badge(draw, (8, y + 8), str(i + 1), font_size)
-        _badge(draw, (tile + 8, y + tile - font_size - 10), f"{best.similarity:.0%}", font_size)
+        if not best.themself:
+            _badge(draw, (tile + 8, y + tile - font_size - 10), f"{best.similarity:.0%}",
+                   font_size)
     return canvas
 
 
