@@ -10,9 +10,15 @@ import io
 import warnings
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.detection import DEFAULT_DETECTION
+
+# Phones send HEIC/HEIF files (iPhones by default); Pillow reads AVIF itself and HEIF
+# through pillow-heif's opener, registered here, once, for every importer of this module.
+# Thumbnails are not wanted: the primary image is what the user photographed.
+pillow_heif.register_heif_opener(thumbnails=False)
 
 
 class ImageError(Exception):
@@ -37,6 +43,7 @@ def decode_image(data: bytes,
                  max_pixels: int = DEFAULT_DETECTION.max_image_pixels) -> np.ndarray:
     """Decode image bytes into an upright RGB uint8 array of shape (height, width, 3).
 
+    Reads every format Pillow reads, plus HEIC/HEIF (pillow-heif) and AVIF.
     Applies the EXIF orientation, takes the first frame of animations, flattens
     transparency on white and maps 16-bit, palette, grayscale and CMYK images to RGB.
     Raises `UnreadableImage` for empty, non-image or truncated data and

@@ -50,7 +50,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_face": ("I could not find a face in this photo. Please send a clear, "
                     "well-lit photo of a face looking at the camera."),
         "unreadable_image": ("I could not read this image. Please send a photo "
-                             "(JPEG, PNG or WebP)."),
+                             "(JPEG, PNG, WebP, HEIC or AVIF)."),
         "image_too_large": ("This image has too many pixels for me. Please send it as a "
                             "photo, or a smaller image."),
         "download_failed": "I could not download this photo. Please send it again.",
@@ -97,7 +97,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_face": ("Я не нашёл лица на этом фото. Пришлите чёткое, хорошо освещённое "
                     "фото лица, смотрящего в камеру."),
         "unreadable_image": ("Не получается прочитать это изображение. Пришлите фото "
-                             "(JPEG, PNG или WebP)."),
+                             "(JPEG, PNG, WebP, HEIC или AVIF)."),
         "image_too_large": ("В этом изображении слишком много пикселей. Пришлите его как "
                             "фото или изображение поменьше."),
         "download_failed": "Не получилось скачать это фото. Пришлите его ещё раз.",

@@ -88,3 +88,47 @@ def test_forged_header_dimensions_are_refused_cheaply():
 def test_encode_jpeg_round_trips():
     image = np.zeros((10, 12, 3), dtype=np.uint8)
     assert decode_image(encode_jpeg(image)).shape == (10, 12, 3)
+
+
+def _phone_file(source: Image.Image, fmt: str) -> bytes:
+    """`source` saved as a phone would send it: HEIC/AVIF with its EXIF orientation."""
+    buffer = io.BytesIO()
+    source.save(buffer, format=fmt, quality=80, exif=source.info.get("exif", b""))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def heic_case(faces_dir) -> tuple[bytes, tuple[int, int]]:
+    """The `hard/` corpus's HEIC case: its EXIF-rotated photo, saved as an iPhone saves.
+    Returns the bytes and the upright (width, height)."""
+    with Image.open(faces_dir / "hard" / "derived_exif_orientation6.jpg") as source:
+        source.load()
+        data = _phone_file(source, "HEIF")
+        upright = (source.height, source.width)  # orientation 6: turned by 90°
+    assert data[4:12] == b"ftypheic"
+    return data, upright
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_decode_upright_with_the_face(fmt, faces_dir, heic_case, models):
+    from shared.faces import find_faces
+
+    if fmt == "HEIF":
+        data, (width, height) = heic_case
+    else:
+        with Image.open(faces_dir / "hard" / "derived_exif_orientation6.jpg") as source:
+            source.load()
+            data, (width, height) = _phone_file(source, "AVIF"), (source.height, source.width)
+        assert data[4:12] == b"ftypavif"
+    image = decode_image(data)
+    assert image.shape == (height, width, 3)
+    scan = find_faces(image, models)
+    assert len(scan.faces) == 1 and not scan.rotation  # upright: found without turning
+
+
+def test_phone_formats_keep_the_pixel_limit_and_refuse_damage(heic_case):
+    data, (width, height) = heic_case
+    with pytest.raises(ImageTooLarge):
+        decode_image(data, max_pixels=width * height - 1)
+    with pytest.raises(UnreadableImage):
+        decode_image(data[: len(data) // 2])
