@@ -1,10 +1,12 @@
 """Telegram's message rate limits, kept by one worker instance.
 
-Telegram allows about one message per second to one chat and about 30 per second for
-the whole bot; past that it answers 429 with `retry_after`. Each send first reserves a
-slot: the earliest time that is at least `chat_interval` after the chat's previous message
-was answered and `bot_interval` after anyone's slot. The shared state is only touched
-under a short lock; waiting happens outside it.
+Telegram allows about one message per second to one chat, about 20 per minute to one
+group, and about 30 per second for the whole bot; past that it answers 429 with
+`retry_after`. Each send first reserves a slot: the earliest time that is at least
+`chat_interval` after the chat's previous message was answered, `bot_interval` after
+anyone's slot and, for a group (a negative chat id), a minute after the group's
+`group_per_minute`-th last message. The shared state is only touched under a short lock;
+waiting happens outside it.
 
 This bounds one instance only. Across instances the bot-wide rate is at most
 max instances × `1 / bot_interval`; what exceeds Telegram's limit is answered 429 and
@@ -23,21 +25,33 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 
 _MAX_CHATS = 10_000  # chats remembered before slots in the past are forgotten
+GROUP_WINDOW_SECONDS = 60.0
+
+
+def is_group(chat_id: int | str) -> bool:
+    """Groups and supergroups have negative ids (channels too, which the bot never writes
+    to); an `@username` is a public group or channel."""
+    return isinstance(chat_id, str) or chat_id < 0
 
 
 class SendLimiter:
     def __init__(self, chat_interval: float, bot_interval: float,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 group_per_minute: int = 20) -> None:
         self.chat_interval = chat_interval
         self.bot_interval = bot_interval
+        self.group_per_minute = group_per_minute
         self.clock = clock
         self.sleep = sleep
         self._chat_ready: dict[int | str, float] = {}
         self._chat_locks: dict[int | str, threading.Lock] = {}
+        # When each of a group's last `group_per_minute` messages was answered.
+        self._group_sent: dict[int | str, deque[float]] = {}
         self._next_for_bot = 0.0
         self._lock = threading.Lock()
 
@@ -47,7 +61,8 @@ class SendLimiter:
 
         Messages to one chat go one at a time, and the next may start `chat_interval`
         after the previous one *finished*: counted from its start, a slow upload would
-        let the two reach Telegram closer together than allowed."""
+        let the two reach Telegram closer together than allowed. A group's minute is
+        counted from the answers too, for the same reason."""
         with self._lock_for(chat_id):
             delay = self._reserve(chat_id)
             if delay > 0:
@@ -56,8 +71,12 @@ class SendLimiter:
                 yield delay
             finally:
                 with self._lock:
-                    ready = self.clock() + self.chat_interval
+                    now = self.clock()
+                    ready = now + self.chat_interval
                     self._chat_ready[chat_id] = max(self._chat_ready.get(chat_id, 0.0), ready)
+                    if is_group(chat_id):
+                        self._group_sent.setdefault(
+                            chat_id, deque(maxlen=self.group_per_minute)).append(now)
 
     def postpone(self, chat_id: int | str, seconds: float) -> None:
         """Telegram asked to wait `seconds` before the chat's next message."""
@@ -66,10 +85,14 @@ class SendLimiter:
             self._chat_ready[chat_id] = max(self._chat_ready.get(chat_id, 0.0), later)
 
     def _reserve(self, chat_id: int | str) -> float:
-        """The earliest start for the chat that also keeps the bot-wide rate; taken."""
+        """The earliest start for the chat that also keeps the group's and the bot-wide
+        rates; taken."""
         with self._lock:
             now = self.clock()
             start = max(now, self._chat_ready.get(chat_id, now), self._next_for_bot)
+            sent = self._group_sent.get(chat_id)
+            if sent is not None and len(sent) >= self.group_per_minute:
+                start = max(start, sent[0] + GROUP_WINDOW_SECONDS)
             self._next_for_bot = start + self.bot_interval
             return start - now
 
@@ -78,7 +101,11 @@ class SendLimiter:
             if len(self._chat_locks) > _MAX_CHATS:
                 now = self.clock()
                 for chat in [c for c, t in self._chat_ready.items() if t <= now]:
+                    sent = self._group_sent.get(chat)
+                    if sent and sent[-1] + GROUP_WINDOW_SECONDS > now:
+                        continue  # the group's minute still counts
                     self._chat_ready.pop(chat, None)
+                    self._group_sent.pop(chat, None)
                     lock = self._chat_locks.get(chat)
                     if lock is not None and not lock.locked():
                         del self._chat_locks[chat]

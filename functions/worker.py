@@ -86,7 +86,8 @@ def _new_instance() -> _Instance:
                                 settings.telegram_timeout_seconds,
                                 settings.max_retry_after_seconds,
                                 SendLimiter(settings.chat_send_interval_seconds,
-                                            1 / settings.bot_sends_per_second)))
+                                            1 / settings.bot_sends_per_second,
+                                            group_per_minute=settings.group_sends_per_minute)))
 
 
 # Made on the first event (not at import), then reused: Google's pattern for clients.

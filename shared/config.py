@@ -63,8 +63,10 @@ class Settings:
     # back to Pub/Sub for redelivery.
     max_retry_after_seconds: int = 5
     # Telegram's message rates, kept per worker instance: about one message a second to
-    # a chat, about 30 a second for the whole bot (see functions/send_limiter.py).
+    # a chat, 20 a minute to a group, about 30 a second for the whole bot (see
+    # functions/send_limiter.py).
     chat_send_interval_seconds: float = 1.0
+    group_sends_per_minute: int = 20
     bot_sends_per_second: float = 30.0
     # Per-request timeout for Bot API calls (downloads and uploads included).
     telegram_timeout_seconds: float = 30.0
