@@ -90,8 +90,9 @@ CONTACT=${CONTACT:-}
 MAX_JOB_AGE_SECONDS=${MAX_JOB_AGE_SECONDS:-600}
 INDEX_REFRESH_SECONDS=${INDEX_REFRESH_SECONDS:-300}
 TELEGRAM_API_URL=${TELEGRAM_API_URL:-https://api.telegram.org}
-# Updates Telegram sends: the bot only reads messages (photos, image documents, commands).
-ALLOWED_UPDATES=${ALLOWED_UPDATES:-'["message"]'}
+# Updates Telegram sends: messages (photos, image documents, commands) and presses of
+# the buttons under answers (callback queries).
+ALLOWED_UPDATES=${ALLOWED_UPDATES:-'["message","callback_query"]'}
 # Parallel HTTPS connections Telegram opens to the webhook (1-100); below one
 # instance's concurrency, so a single warm instance takes all of them.
 MAX_CONNECTIONS=${MAX_CONNECTIONS:-40}

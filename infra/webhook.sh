@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Point Telegram at the deployed webhook function, show what Telegram knows about it,
-# or remove it. The bot token and the webhook secret are read from Secret Manager and
+# Point Telegram at the deployed webhook function and set the bot's profile (command
+# menu, description and short description, in every language of shared/texts.py), show
+# what Telegram knows about the webhook, or remove it. The bot token and the webhook secret are read from Secret Manager and
 # handed to curl on standard input, so they never appear on a command line or in output.
 # Usage: [DRY_RUN=1] [DROP_PENDING_UPDATES=1] infra/webhook.sh set|info|delete
 set -euo pipefail
@@ -55,6 +56,12 @@ case $action in
         telegram setWebhook "$secret" --data-urlencode "url=$url" \
             --data-urlencode "allowed_updates=$ALLOWED_UPDATES" \
             --data-urlencode "max_connections=$MAX_CONNECTIONS" "${drop[@]}"
+        # The profile's texts are not secret: they travel as a JSON body on the command line.
+        profile=$(cd "$REPO_ROOT" && "$PYTHON" -m functions.bot_profile)
+        log "setting the bot's commands and descriptions"
+        while IFS=$'\t' read -r method body; do
+            telegram "$method" "" --header "Content-Type: application/json" --data "$body"
+        done <<<"$profile"
         ;;
     info)
         telegram getWebhookInfo ""

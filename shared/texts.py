@@ -36,6 +36,15 @@ TEXTS: dict[str, dict[str, str]] = {
                                "operator of this bot: you will be taken out of the gallery "
                                "and left out of every later one."),
         "send_photo": "Please send me a photo with a face in it.",
+        # The bot's profile (infra/webhook.sh set): shown before the first message.
+        "description": (
+            "Which celebrities do you look like? Send a photo with one or more faces and "
+            "I will name the closest look-alikes of each, with a similarity score and a "
+            "picture. Photos are looked at in memory and never stored."),
+        "short_description": "Send a photo: I will tell you which celebrities you look like.",
+        "command_start": "Start: what this bot does",
+        "command_help": "How it works, and tips for a good photo",
+        "command_privacy": "What happens to your photo",
         "group_reply_needed": "Reply to a photo with /lookalike and I will look at it.",
         "file_too_large": "This file is over 20 MB, too large for me to download. "
                           "Please send it as a photo instead.",
@@ -83,6 +92,14 @@ TEXTS: dict[str, dict[str, str]] = {
                                "Напишите владельцу этого бота: вас уберут из галереи и не "
                                "включат ни в одну следующую."),
         "send_photo": "Пожалуйста, пришлите фото с лицом.",
+        "description": (
+            "На каких знаменитостей вы похожи? Пришлите фото с одним или несколькими "
+            "лицами, и я назову самых похожих знаменитостей для каждого лица, со степенью "
+            "сходства и картинкой. Фото обрабатываются в памяти и не хранятся."),
+        "short_description": "Пришлите фото, и я скажу, на каких знаменитостей вы похожи.",
+        "command_start": "Начало: что умеет этот бот",
+        "command_help": "Как это работает и какое фото подходит лучше",
+        "command_privacy": "Что происходит с вашим фото",
         "group_reply_needed": "Ответьте на фото командой /lookalike, и я его посмотрю.",
         "file_too_large": "Этот файл больше 20 МБ, я не могу его скачать. "
                           "Пожалуйста, пришлите его как фото.",

@@ -20,8 +20,10 @@ a result that does not match is this server's bug, recorded in `violations`. Wit
 `ContractViolation` listing both, so a test fails when the bot sends a field Telegram
 does not know.
 
-What users would see (sent messages and photos) is recorded in `sent`; every request in
-`calls` (method, status and the names of the fields sent); `fail_next` injects the
+What users would see (sent messages and photos, and edits of them) is recorded in
+`sent`, chat actions in `chat_actions`, answered callback queries in `callback_answers`,
+the bot's commands and descriptions in `profile`; every request in `calls` (method,
+status and the names of the fields sent); `fail_next` injects the
 errors Telegram returns (429 with retry_after, 5xx, 400), `fail_chat` fails every message
 to one chat, `chat_interval` answers 429 to a chat sent to faster than Telegram allows
 (~1 message/s), and `on_download` runs after a file download was served (tests kill the
@@ -64,6 +66,15 @@ log = logging.getLogger("stack.bot_api")
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses larger files
 MAX_CAPTION = 1024
 MAX_TEXT = 4096
+MAX_CALLBACK_TEXT = 200  # answerCallbackQuery's notification
+BOT_COMMAND = re.compile(r"[a-z0-9_]{1,32}")
+CHAT_ACTIONS = frozenset({"typing", "upload_photo", "record_video", "upload_video",
+                          "record_voice", "upload_voice", "upload_document", "choose_sticker",
+                          "find_location", "record_video_note", "upload_video_note"})
+# What Telegram answers an edit that changes nothing.
+_NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and "
+                 "reply markup are exactly the same as a current content and reply markup "
+                 "of the message")
 PHOTO_SIDES = (90, 320, 800, 1280)
 MAX_PHOTO_SIDE = 2560
 TOKEN_FORMAT = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
@@ -123,6 +134,7 @@ class SentMessage:
     # With parse_mode HTML, text and caption hold what the user sees (markup parsed, as
     # Telegram does) and `entities` the formatting, links as "text_link" with their url.
     entities: tuple[dict[str, Any], ...] = ()
+    reply_markup: dict[str, Any] | None = None
     time: float = field(default_factory=time.time)
 
     @property
@@ -185,6 +197,15 @@ class BotApiServer(ThreadedServer):
         self.sent: list[SentMessage] = []
         self.calls: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {}
+        # setMyCommands, setMyDescription, setMyShortDescription: by language_code
+        # ("" for everyone without their own).
+        self.profile: dict[str, dict[str, Any]] = {
+            "commands": {}, "description": {}, "short_description": {}}
+        self.chat_actions: list[tuple[int | str, str, float]] = []  # chat, action, time
+        self.callback_answers: dict[str, dict[str, Any]] = {}  # query id -> parameters
+        self._callback_queries: set[str] = set()  # issued, not yet answered
+        # The bot's messages as Telegram returns them, for edits and callback updates.
+        self._messages: dict[tuple[int | str, int], dict[str, Any]] = {}
         self._files: dict[str, _StoredFile] = {}
         self._failures: dict[str, _Failure] = {}
         self._failing_chats: dict[int | str, int] = {}
@@ -421,8 +442,8 @@ class BotApiServer(ThreadedServer):
             raise ApiError(400, "Bad Request: message is too long")
         message = self._record_sent("sendMessage", chat_id, params, text=text,
                                     entities=entities)
-        return {**self._message(chat_id, message.message_id, params), "text": text,
-                **({"entities": entities} if entities else {})}
+        return self._keep({**self._message(chat_id, message.message_id, params), "text": text,
+                           **({"entities": entities} if entities else {})})
 
     def _send_media(self, params: dict[str, Any], files: dict[str, bytes],
                     kind: str) -> dict[str, Any]:
@@ -448,7 +469,7 @@ class BotApiServer(ThreadedServer):
             result["caption"] = caption
         if entities:
             result["caption_entities"] = entities
-        return result
+        return self._keep(result)
 
     def _media_bytes(self, params: dict[str, Any], files: dict[str, bytes], kind: str) -> bytes:
         value = params.get(kind)
@@ -483,18 +504,157 @@ class BotApiServer(ThreadedServer):
         message_id = params.get("message_id")
         if message_id is None:
             raise ApiError(400, "Bad Request: message identifier is not specified")
-        self._record_sent(method, chat_id, params, text=text, caption=caption,
-                          message_id=message_id)
-        result = self._message(chat_id, message_id, params)
-        if text is not None:
-            result["text"] = text
-        elif caption is not None:  # no caption: the caption was removed
+        key = "text" if text is not None else "caption"
+        value, entities = _parsed(params, str(text if text is not None else caption or ""))
+        if key == "caption" and text_length(value) > MAX_CAPTION:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        if key == "text" and text_length(value) > MAX_TEXT:
+            raise ApiError(400, "Bad Request: message is too long")
+        entity_key = "entities" if key == "text" else "caption_entities"
+        changes: dict[str, Any] = {key: value, entity_key: entities}
+        current = self._editable(chat_id, message_id)
+        if current is not None:
+            if all(current.get(k, []) == v for k, v in changes.items()) \
+                    and current.get("reply_markup") == _reply_markup(params):
+                raise ApiError(400, _NOT_MODIFIED)
+            changes = {**current, **changes}
+        self._record_sent(method, chat_id, params, message_id=message_id, entities=entities,
+                          **{key: value})
+        result = {**changes, **self._message(chat_id, message_id, params),
+                  key: value, "edit_date": int(time.time())}
+        if not _reply_markup(params):
+            result.pop("reply_markup", None)
+        if not entities:
+            result.pop(entity_key, None)
+        return self._keep(result)
+
+    def _edit_media(self, params: dict[str, Any],
+                    files: dict[str, bytes]) -> dict[str, Any] | bool:
+        """editMessageMedia with a photo (InputMediaPhoto), for a message of this bot."""
+        if params.get("inline_message_id"):
+            return True  # Telegram answers True for inline messages
+        chat_id = _chat_id(params)
+        message_id = int(params.get("message_id") or 0)
+        media = params.get("media")
+        if not isinstance(media, dict) or not media.get("media"):
+            raise ApiError(400, "Bad Request: can't parse InputMedia: media not found")
+        if media.get("type") != "photo":
+            raise ApiError(400, "Bad Request: unsupported media type")  # this server's limit
+        caption, entities = None, []
+        if media.get("caption") is not None:
+            caption, entities = _parsed(media, str(media["caption"]))
+            if text_length(caption) > MAX_CAPTION:
+                raise ApiError(400, "Bad Request: message caption is too long")
+        current = self._editable(chat_id, message_id)
+        if current is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        data = self._media_bytes({"photo": media["media"]}, files, "photo")
+        self._record_sent("editMessageMedia", chat_id, {**params, "parse_mode":
+                                                        media.get("parse_mode")},
+                          message_id=message_id, caption=caption, photo=data,
+                          entities=entities)
+        result = {key: value for key, value in current.items()
+                  if key not in ("photo", "caption", "caption_entities", "reply_markup",
+                                 "document", "text", "entities")}
+        result.update(self._message(chat_id, message_id, params), photo=self.add_photo(data),
+                      edit_date=int(time.time()))
+        if caption is not None:
             result["caption"] = caption
-        return result
+        if entities:
+            result["caption_entities"] = entities
+        return self._keep(result)
+
+    def _editable(self, chat_id: int | str, message_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            return self._messages.get((chat_id, message_id))
+
+    def _keep(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Remember a message of the bot, as Telegram holds it."""
+        with self._lock:
+            self._messages[(message["chat"]["id"], message["message_id"])] = message
+        return message
+
+    # -- the bot's messages as updates carry them
+
+    def bot_message(self, chat_id: int | str, message_id: int) -> dict[str, Any]:
+        """A message the bot sent, as it is now (KeyError if there is none)."""
+        with self._lock:
+            return json.loads(json.dumps(self._messages[(chat_id, message_id)]))
+
+    def delete_message(self, chat_id: int | str, message_id: int) -> None:
+        """The message is gone (deleted in the chat): edits of it fail as in Telegram."""
+        with self._lock:
+            self._messages.pop((chat_id, message_id), None)
+
+    def forget_file(self, file_id: str) -> None:
+        """Telegram no longer serves the file: getFile answers 400."""
+        with self._lock:
+            self._files.pop(file_id, None)
+
+    def new_callback_query_id(self) -> str:
+        """An id for a callback query this server will accept one answer to."""
+        query_id = str(secrets.randbits(63))
+        with self._lock:
+            self._callback_queries.add(query_id)
+        return query_id
+
+    def _answer_callback_query(self, params: dict[str, Any],
+                               files: dict[str, bytes]) -> bool:
+        query_id = str(params.get("callback_query_id") or "")
+        text = params.get("text")
+        if text is not None and len(str(text)) > MAX_CALLBACK_TEXT:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        with self._lock:
+            if query_id not in self._callback_queries:
+                raise ApiError(400, "Bad Request: query is too old and response timeout "
+                                    "expired or query ID is invalid")
+            self._callback_queries.discard(query_id)
+            self.callback_answers[query_id] = {k: v for k, v in params.items()
+                                               if k != "callback_query_id"}
+            self._lock.notify_all()
+        return True
 
     def _send_chat_action(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
-        _chat_id(params)
+        chat_id = _chat_id(params)
+        action = str(params.get("action") or "")
+        if action not in CHAT_ACTIONS:
+            raise ApiError(400, "Bad Request: wrong parameter action in request")
+        with self._lock:
+            self.chat_actions.append((chat_id, action, time.time()))
+            self._lock.notify_all()
         return True
+
+    # -- the bot's profile
+
+    def _set_my_commands(self, params: dict[str, Any], files: dict[str, bytes]) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise ApiError(400, "Bad Request: can't parse commands JSON object")
+        for command in commands:
+            if not isinstance(command, dict) or not BOT_COMMAND.fullmatch(
+                    str(command.get("command", ""))):
+                raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not 1 <= len(str(command.get("description", ""))) <= 256:
+                raise ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        with self._lock:
+            self.profile["commands"][_language(params)] = [
+                {"command": c["command"], "description": c["description"]} for c in commands]
+        return True
+
+    def _set_profile_text(self, params: dict[str, Any], key: str, limit: int) -> bool:
+        value = str(params.get(key) or "")
+        if len(value) > limit:
+            raise ApiError(400, f"Bad Request: {key.upper()}_INVALID")
+        with self._lock:
+            self.profile[key][_language(params)] = value
+        return True
+
+    def _get_profile(self, params: dict[str, Any], key: str) -> Any:
+        language = _language(params)
+        with self._lock:
+            found = self.profile[key]
+            value = found.get(language, found.get("", [] if key == "commands" else ""))
+        return value if key == "commands" else {key: value}
 
     def _webhook_call(self, params: dict[str, Any], files: dict[str, bytes],
                       action: str) -> Any:
@@ -520,7 +680,7 @@ class BotApiServer(ThreadedServer):
                 message_id=message_id if message_id is not None else next(self._message_ids),
                 reply_to=_reply_to(params), text=text, caption=caption, photo=photo,
                 document=document, parse_mode=params.get("parse_mode"),
-                entities=tuple(entities or ()))
+                entities=tuple(entities or ()), reply_markup=_reply_markup(params))
             self.sent.append(message)
             self._lock.notify_all()
             return message
@@ -533,9 +693,13 @@ class BotApiServer(ThreadedServer):
                     "type": "channel", "title": "Channel", "username": chat_id[1:]}
         elif chat_id < 0:
             chat = {"id": chat_id, "type": "supergroup", "title": "Group"}
-        return {"message_id": message_id, "date": int(time.time()), "chat": chat,
-                "from": {"id": self.bot_id, "is_bot": True, "first_name": "Lookalike",
-                         "username": "lookalike_local_bot"}}
+        message = {"message_id": message_id, "date": int(time.time()), "chat": chat,
+                   "from": {"id": self.bot_id, "is_bot": True, "first_name": "Lookalike",
+                            "username": "lookalike_local_bot"}}
+        markup = _reply_markup(params)
+        if markup:
+            message["reply_markup"] = markup
+        return message
 
 
 _METHODS = {
@@ -547,6 +711,14 @@ _METHODS = {
     "sendchataction": BotApiServer._send_chat_action,
     "editmessagetext": BotApiServer._edit,
     "editmessagecaption": BotApiServer._edit,
+    "editmessagemedia": BotApiServer._edit_media,
+    "answercallbackquery": BotApiServer._answer_callback_query,
+    "setmycommands": BotApiServer._set_my_commands,
+    "getmycommands": lambda s, p, f: s._get_profile(p, "commands"),
+    "setmydescription": lambda s, p, f: s._set_profile_text(p, "description", 512),
+    "getmydescription": lambda s, p, f: s._get_profile(p, "description"),
+    "setmyshortdescription": lambda s, p, f: s._set_profile_text(p, "short_description", 120),
+    "getmyshortdescription": lambda s, p, f: s._get_profile(p, "short_description"),
     "setwebhook": lambda s, p, f: s._webhook_call(p, f, "set"),
     "deletewebhook": lambda s, p, f: s._webhook_call(p, f, "delete"),
     "getwebhookinfo": lambda s, p, f: s._webhook_call(p, f, "info"),
@@ -574,6 +746,35 @@ def _parsed(params: dict[str, Any], text: str) -> tuple[str, list[dict[str, Any]
         return parse_html(text)
     except HtmlError as exc:
         raise ApiError(400, f"Bad Request: can't parse entities: {exc}") from None
+
+
+def _language(params: dict[str, Any]) -> str:
+    value = str(params.get("language_code") or "")
+    if value and not re.fullmatch(r"[a-z]{2}", value):
+        raise ApiError(400, "Bad Request: invalid language code specified")
+    return value
+
+
+def _reply_markup(params: dict[str, Any]) -> dict[str, Any] | None:
+    """An InlineKeyboardMarkup's buttons checked as Telegram checks them."""
+    markup = params.get("reply_markup")
+    if markup in (None, "", {}):
+        return None
+    keyboard = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if keyboard is None:
+        return markup if isinstance(markup, dict) else None  # other keyboards: kept as sent
+    if not isinstance(keyboard, list) or not all(isinstance(row, list) for row in keyboard):
+        raise ApiError(400, "Bad Request: can't parse inline keyboard button: "
+                            "InlineKeyboardButton must be an Object")
+    for row in keyboard:
+        for button in row:
+            if not isinstance(button, dict) or not str(button.get("text") or ""):
+                raise ApiError(400, "Bad Request: can't parse inline keyboard button: "
+                                    "Text buttons are unallowed in the inline keyboard")
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+    return markup
 
 
 def _reply_to(params: dict[str, Any]) -> int | None:
@@ -673,7 +874,9 @@ def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
                 self._answer(exc.status, json.dumps(exc.body()).encode(), "application/json")
                 return
             status, answer = api.handle_method(match.group(1), match.group(2), params, files)
-            self._answer(status, json.dumps(answer, ensure_ascii=False).encode(),
+            # Compact, as Telegram writes it (scripts match `"ok":true`).
+            self._answer(status, json.dumps(answer, ensure_ascii=False,
+                                            separators=(",", ":")).encode(),
                          "application/json")
 
         def _answer(self, status: int, data: bytes, content_type: str) -> None:

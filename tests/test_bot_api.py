@@ -181,3 +181,64 @@ def test_html_parse_mode_like_telegram(api: BotApiServer) -> None:
             run(api, lambda bot, bad=bad: bot.send_message(1, bad, parse_mode="HTML"))
     plain = run(api, lambda bot: bot.send_message(1, "<b>as is</b>"))
     assert plain.text == "<b>as is</b>" and not plain.entities
+
+
+def test_buttons_edits_and_callback_answers(api: BotApiServer) -> None:
+    keyboard = telegram.InlineKeyboardMarkup(
+        [[telegram.InlineKeyboardButton("More", callback_data="x:1")]])
+    sent = run(api, lambda bot: bot.send_photo(chat_id=7, photo=jpeg(64, 64), caption="one",
+                                               reply_markup=keyboard))
+    assert sent.reply_markup == keyboard
+    assert api.sent[-1].reply_markup == keyboard.to_dict()
+    # A new picture and caption in place, keeping the message id.
+    edited = run(api, lambda bot: bot.edit_message_media(
+        chat_id=7, message_id=sent.message_id,
+        media=telegram.InputMediaPhoto(jpeg(80, 60, (10, 10, 200)), caption="two")))
+    assert (edited.message_id, edited.caption, edited.reply_markup) == (
+        sent.message_id, "two", None)
+    assert edited.photo[-1].width == 80 and api.sent[-1].method == "editMessageMedia"
+    assert api.bot_message(7, sent.message_id)["caption"] == "two"
+    # The same caption and keyboard again: Telegram's "not modified".
+    run(api, lambda bot: bot.edit_message_caption(chat_id=7, message_id=sent.message_id,
+                                                  caption="three", reply_markup=keyboard))
+    with pytest.raises(BadRequest, match=r"(?i)not modified"):
+        run(api, lambda bot: bot.edit_message_caption(
+            chat_id=7, message_id=sent.message_id, caption="three", reply_markup=keyboard))
+    api.delete_message(7, sent.message_id)
+    with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
+        run(api, lambda bot: bot.edit_message_media(
+            chat_id=7, message_id=sent.message_id,
+            media=telegram.InputMediaPhoto(jpeg(8, 8))))
+    # A callback query is answered once; an unknown one is refused.
+    query = api.new_callback_query_id()
+    assert run(api, lambda bot: bot.answer_callback_query(query, text="ok")) is True
+    assert api.callback_answers[query] == {"text": "ok"}
+    with pytest.raises(BadRequest, match=r"(?i)query ID is invalid"):
+        run(api, lambda bot: bot.answer_callback_query(query))
+    with pytest.raises(BadRequest, match=r"(?i)data_invalid"):
+        run(api, lambda bot: bot.send_message(
+            chat_id=7, text="x", reply_markup=telegram.InlineKeyboardMarkup(
+                [[telegram.InlineKeyboardButton("b", callback_data="d" * 65)]])))
+
+
+def test_chat_actions_and_the_profile(api: BotApiServer) -> None:
+    assert run(api, lambda bot: bot.send_chat_action(chat_id=-100, action="upload_photo"))
+    assert [(chat, action) for chat, action, _ in api.chat_actions] == [(-100, "upload_photo")]
+    with pytest.raises(BadRequest):
+        run(api, lambda bot: bot.send_chat_action(chat_id=1, action="dancing"))
+    commands = [telegram.BotCommand("start", "Start"), telegram.BotCommand("help", "Help")]
+    assert run(api, lambda bot: bot.set_my_commands(commands))
+    assert run(api, lambda bot: bot.set_my_commands(
+        [telegram.BotCommand("start", "Начало")], language_code="ru"))
+    assert run(api, lambda bot: bot.set_my_description("Long", language_code="ru"))
+    assert run(api, lambda bot: bot.set_my_short_description("Short"))
+    assert run(api, lambda bot: bot.get_my_commands()) == tuple(commands)
+    assert [c.description for c in run(api, lambda bot: bot.get_my_commands(
+        language_code="ru"))] == ["Начало"]
+    assert run(api, lambda bot: bot.get_my_description(language_code="ru")).description == "Long"
+    assert run(api, lambda bot: bot.get_my_short_description(
+        language_code="de")).short_description == "Short"
+    with pytest.raises(BadRequest, match=r"(?i)bot_command_invalid"):
+        run(api, lambda bot: bot.set_my_commands([telegram.BotCommand("Bad-Name", "x")]))
+    with pytest.raises(BadRequest):
+        run(api, lambda bot: bot.set_my_short_description("x" * 121))

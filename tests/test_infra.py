@@ -9,6 +9,7 @@ unknown flag, a missing argument or a bad value fails earlier with another messa
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import shlex
@@ -145,23 +146,76 @@ def test_dry_run_prints_only_commands(dry_runs):
 
 
 def test_webhook_dry_run_hides_the_token(dry_runs):
-    for action in ("set", "info", "delete"):
+    # set: the webhook, then the profile (commands, description, short description) in
+    # English (no language_code) and Russian.
+    for action, calls in (("set", 7), ("info", 1), ("delete", 1)):
         out = dry_runs[("webhook.sh", action)].stdout
         curls = [argv for argv in _commands(out) if argv[0] == "curl"]
-        assert len(curls) == 1, out
-        # Secrets go to curl as a config on stdin, never as arguments.
-        assert curls[0][curls[0].index("--config") + 1] == "-"
-        assert "api.telegram.org" not in " ".join(curls[0])
+        assert len(curls) == calls, out
+        for curl in curls:  # secrets go to curl as a config on stdin, never as arguments
+            assert curl[curl.index("--config") + 1] == "-"
+            assert "api.telegram.org" not in " ".join(curl)
         stdin = [line for line in out.splitlines() if line.startswith("# stdin:")]
-        assert len(stdin) == 1 and "/bot<TOKEN>/" in stdin[0], out
+        assert len(stdin) == calls and all("/bot<TOKEN>/" in line for line in stdin), out
     set_out = dry_runs[("webhook.sh", "set")].stdout
     assert "setWebhook" in set_out and "secret_token=<WEBHOOK_SECRET>" in set_out
     curl = next(argv for argv in _commands(set_out) if argv[0] == "curl")
     fields = dict(arg.split("=", 1) for arg in curl if "=" in arg and not arg.startswith("-"))
-    assert json.loads(fields["allowed_updates"]) == ["message"]
+    assert json.loads(fields["allowed_updates"]) == ["message", "callback_query"]
     assert 1 <= int(fields["max_connections"]) <= 100
     assert fields["url"].startswith("https://")
     assert fields["drop_pending_updates"] == "true"
+
+
+def test_webhook_dry_run_prints_the_profile_calls(dry_runs):
+    out = dry_runs[("webhook.sh", "set")].stdout.splitlines()
+    calls = []
+    for shown, command in itertools.pairwise(out):
+        if shown.startswith("# stdin:") and "setMy" in shown:
+            method = shown.split("/bot<TOKEN>/", 1)[1].split('"')[0]
+            argv = shlex.split(command)
+            body = json.loads(argv[argv.index("--data") + 1])
+            assert argv[argv.index("--header") + 1] == "Content-Type: application/json"
+            calls.append((method, body.get("language_code", ""), body))
+    assert sorted((method, language) for method, language, _ in calls) == sorted(
+        (method, language) for method in ("setMyCommands", "setMyDescription",
+                                          "setMyShortDescription") for language in ("", "ru"))
+    commands = {language: [c["command"] for c in body["commands"]]
+                for method, language, body in calls if method == "setMyCommands"}
+    assert commands == {"": ["start", "help", "privacy"], "ru": ["start", "help", "privacy"]}
+    russian = next(body for method, language, body in calls
+                   if (method, language) == ("setMyShortDescription", "ru"))
+    assert "фото" in russian["short_description"]
+
+
+def test_webhook_set_against_a_bot_api_server(tmp_path):
+    """Not a dry run: real curl against the local Bot API server, which checks each call
+    as Telegram documents it; gcloud is a stub that answers the secrets."""
+    from stack.bot_api import BotApiServer
+
+    token = "123456789:LOCAL-profile-token"
+    stubs = _stub_bin(tmp_path, {"gcloud": f"""
+case "$*" in
+  *"describe lookalike-webhook "*) echo https://lookalike-webhook-abc.a.run.app ;;
+  *"--secret=lookalike-bot-token "*) echo {token} ;;
+  *"--secret=lookalike-webhook-secret "*) echo 0123abcd ;;
+  *) exit 1 ;;
+esac
+"""})
+    with BotApiServer(token) as api:
+        env = _clean_env(tmp_path, PYTHON=sys.executable, TELEGRAM_API_URL=api.url)
+        env["PATH"] = f"{stubs}:{env['PATH']}"
+        result = _run("webhook.sh", ["set"], env)
+        assert result.returncode == 0, result.stderr
+        assert [c["status"] for c in api.calls] == [200] * 7
+        assert api.webhook["url"] == "https://lookalike-webhook-abc.a.run.app"
+        assert api.webhook["secret_token"] == "0123abcd"
+        profile = api.profile
+    assert [c["command"] for c in profile["commands"][""]] == ["start", "help", "privacy"]
+    assert "/help" not in profile["commands"]["ru"][1]["description"]
+    assert profile["description"][""].startswith("Which celebrities")
+    assert profile["short_description"]["ru"].startswith("Пришлите фото")
+    assert token not in result.stdout + result.stderr
 
 
 def test_teardown_keeps_the_bucket_unless_told(tmp_path):
