@@ -15,6 +15,8 @@ import time
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
+from shared.followups import ForgedData, View
+
 JOB_VERSION = 1
 MAX_JOB_BYTES = 4096
 
@@ -41,6 +43,10 @@ class Job:
     file_size: int = 0  # 0 when unknown
     language_code: str = ""  # the sender's Telegram language, e.g. "ru"
     chat_type: str = "private"
+    # A follow-up (a button pressed under an answer): the view it asks for
+    # (shared/followups.py) and the answer to edit; "" and 0 for a new photo.
+    view: str = ""
+    edit_message_id: int = 0
     version: int = JOB_VERSION
 
     def __post_init__(self) -> None:
@@ -53,6 +59,13 @@ class Job:
             raise MalformedJob(f"job version {self.version!r}, expected {JOB_VERSION}")
         if not self.file_id:
             raise MalformedJob("empty file_id")
+        if self.view:
+            try:
+                View.decode(self.view)
+            except ForgedData as exc:
+                raise MalformedJob(f"view: {exc}") from None
+            if not self.edit_message_id:
+                raise MalformedJob("a follow-up without the answer to edit")
         try:
             encoded = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
         except UnicodeEncodeError:  # a lone surrogate, which JSON text may carry
@@ -66,6 +79,11 @@ class Job:
         # Read as it is written: the slot has no annotation, which would make it a field.
         encoded: bytes = object.__getattribute__(self, "_encoded")
         return encoded
+
+    @property
+    def follow_up(self) -> View | None:
+        """The view a pressed button asks for; None for a new photo."""
+        return View.decode(self.view) if self.view else None
 
     def age_seconds(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.received_at

@@ -63,6 +63,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "image_too_large": ("This image has too many pixels for me. Please send it as a "
                             "photo, or a smaller image."),
         "download_failed": "I could not download this photo. Please send it again.",
+        # Buttons under an answer (shared/followups.py) and what pressing them may get.
+        "button_women": "Women only",
+        "button_men": "Men only",
+        "button_everyone": "Everyone",
+        "button_more": "More",
+        "button_unknown": "This button is not one of mine any more. Send me a photo.",
+        "button_too_old": "This answer is too old to change. Please send the photo again.",
+        "button_photo_gone": ("I cannot see the photo this answer is about any more. "
+                              "Please send it again."),
+        "photo_gone": ("Telegram no longer gives me the photo this answer is about. "
+                       "Please send it again."),
+        "no_match_view": "No look-alikes of this kind in my gallery.",
     },
     "ru": {
         "start": (
@@ -118,6 +130,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "image_too_large": ("В этом изображении слишком много пикселей. Пришлите его как "
                             "фото или изображение поменьше."),
         "download_failed": "Не получилось скачать это фото. Пришлите его ещё раз.",
+        "button_women": "Только женщины",
+        "button_men": "Только мужчины",
+        "button_everyone": "Все",
+        "button_more": "Ещё",
+        "button_unknown": "Эта кнопка больше не работает. Пришлите фото.",
+        "button_too_old": "Этот ответ слишком старый. Пришлите фото ещё раз.",
+        "button_photo_gone": "Я больше не вижу фото, к которому этот ответ. Пришлите его ещё раз.",
+        "photo_gone": ("Telegram больше не отдаёт фото, к которому этот ответ. "
+                       "Пришлите его ещё раз."),
+        "no_match_view": "В моей галерее нет похожих такого рода.",
     },
 }
 

@@ -15,10 +15,13 @@ from shared.jobs import JOB_VERSION, MAX_JOB_BYTES, Job, MalformedJob
 VALID: dict[str, Any] = dict(
     update_id=100, chat_id=42, message_id=7, file_id="AgACAgIAAxkBAAI800",
     file_unique_id="AQAD800", width=800, height=600, received_at=1_800_000_000.0,
-    file_size=48_000, language_code="ru", chat_type="group")
+    file_size=48_000, language_code="ru", chat_type="group", view="", edit_message_id=0)
 
 INVALID: dict[str, dict[str, Any]] = {
     "empty file_id": {"file_id": ""},
+    "forged view": {"view": "la1:x:0", "edit_message_id": 9},
+    "view past the last page": {"view": "la1:f:3", "edit_message_id": 9},
+    "follow-up without the answer": {"view": "la1:f:1"},
     "over-long file_id": {"file_id": "f" * 513},
     "over-long language": {"language_code": "r" * 513},
     "boolean update_id": {"update_id": True},
@@ -89,3 +92,10 @@ def test_any_job_that_can_be_made_is_one_the_worker_decodes(update_id, chat_id, 
     except MalformedJob:
         return
     assert Job.from_bytes(job.to_bytes()) == job
+
+
+def test_a_follow_up_job_carries_its_view():
+    job = Job(**{**VALID, "view": "la1:f:1", "edit_message_id": 1234})
+    assert Job.from_bytes(job.to_bytes()) == job
+    assert job.follow_up is not None and (job.follow_up.sex, job.follow_up.page) == ("female", 1)
+    assert Job(**VALID).follow_up is None
