@@ -107,8 +107,9 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         log(logging.ERROR, f"could not publish the job: {exc}", update_id=update.update_id)
         return _plain("job queue unavailable, try again", 503)
     log(logging.INFO, "job published", update_id=update.update_id, message_id=message_id,
-        chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}")
-    return "", 200, {}
+        chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}",
+        view=action.job.view or None)
+    return json.dumps(action.answer, ensure_ascii=False), 200, JSON_HEADERS
 
 
 def _read_part(data: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 `route()` returns one of three actions:
 - `Ignore`: answer 200 with an empty body (other group chatter, edits, channel posts).
 - `Answer`: a Bot API method call returned in the webhook's response body, so cheap
-  replies (/start, /help, /privacy, hints) need no outbound request.
-- `Enqueue`: a `Job` for the worker (a photo, or an image sent as a file).
+  replies (/start, /help, /privacy, hints, buttons that cannot be followed) need no
+  outbound request.
+- `Enqueue`: a `Job` for the worker (a photo, an image sent as a file, or a button
+  pressed under an answer), with the call that acknowledges it in the response body:
+  `sendChatAction` ("sending photo…") for a photo, `answerCallbackQuery` for a button.
 
 In private chats every photo is a job. In groups the bot looks only at photos whose
 caption mentions it and at `/lookalike` sent as a reply to a photo; the rest of the
@@ -18,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from telegram import Chat, Message, MessageEntity, Update
+from telegram.constants import ChatAction
 
 from functions.webhook_photo import choose_photo_size, detection_side
 from shared.config import Settings
+from shared.followups import ForgedData, View
 from shared.jobs import Job
 from shared.texts import privacy_text, text
 
@@ -45,15 +50,18 @@ class Answer:
 @dataclass(frozen=True)
 class Enqueue:
     job: Job
+    answer: dict[str, Any]  # the response body once the job is published
 
 
 Action = Ignore | Answer | Enqueue
 
 
 def route(update: Update, settings: Settings, received_at: float) -> Action:
+    if update.callback_query is not None:
+        return _button(update, settings, received_at)
     message = update.message
     if message is None:
-        return Ignore("not a new message")  # edits, channel posts, callbacks, ...
+        return Ignore("not a new message")  # edits, channel posts, ...
     language = message.from_user.language_code if message.from_user else None
     group = message.chat.type in GROUP_CHATS
     if message.chat.type not in (Chat.PRIVATE, *GROUP_CHATS):
@@ -88,8 +96,17 @@ def malformed(update: Update) -> str | None:
     if not _is_int(update.update_id):
         return "update_id is not an integer"
     message = update.message
+    query = update.callback_query
+    if query is not None:
+        if not (_is_str(query.id) and query.id and _is_str(query.data, optional=True)
+                and _is_int(getattr(query.from_user, "id", None))
+                and _is_str(getattr(query.from_user, "language_code", None), optional=True)):
+            return "malformed callback_query"
+        message = query.message if isinstance(query.message, Message) else None
     if message is None:
         return None
+    if not message.is_accessible:  # an old message: Telegram sends only chat and id
+        return _malformed_message(message) if not _is_int(message.message_id) else None
     for current in (message, message.reply_to_message):
         if current is None:
             continue
@@ -136,8 +153,46 @@ def _is_entity(entity: object) -> bool:
         and _is_int(entity.offset) and _is_int(entity.length)
 
 
+def _button(update: Update, settings: Settings, received_at: float) -> Action:
+    """A button under an answer: a job that redraws the answer for the view the button
+    names, or a short explanation when that cannot be done. Anyone in a group may press."""
+    query = update.callback_query
+    assert query is not None
+    language = query.from_user.language_code if query.from_user else None
+
+    def answer(reason: str, key: str | None = None) -> Answer:
+        return Answer(_callback_answer(query.id, key, language), reason)
+
+    try:
+        view = View.decode(query.data)
+    except ForgedData as exc:
+        return answer(f"callback: {exc}", "button_unknown")
+    message = query.message
+    if not isinstance(message, Message) or not message.is_accessible:
+        return answer("callback on an inaccessible message", "button_too_old")
+    if message.chat.type not in (Chat.PRIVATE, *GROUP_CHATS):
+        return answer(f"callback in a {message.chat.type}", "button_unknown")
+    photo = message.reply_to_message
+    if photo is None or not _has_image(photo):
+        return answer("callback on an answer whose photo is gone", "button_photo_gone")
+    action = _photo(update, photo, language, settings, received_at,
+                    message.chat.type in GROUP_CHATS, view=view.encode(),
+                    edit_message_id=message.message_id)
+    if isinstance(action, Enqueue):  # the button stops spinning; the answer changes soon
+        return Enqueue(action.job, _callback_answer(query.id, None, language))
+    return answer("callback on a photo that cannot be looked at", "button_photo_gone")
+
+
+def _callback_answer(query_id: str, key: str | None, language: str | None) -> dict[str, Any]:
+    method: dict[str, Any] = {"method": "answerCallbackQuery", "callback_query_id": query_id}
+    if key is not None:
+        method["text"] = text(key, language)
+    return method
+
+
 def _photo(update: Update, message: Message, language: str | None, settings: Settings,
-           received_at: float, group: bool) -> Action:
+           received_at: float, group: bool, view: str = "",
+           edit_message_id: int = 0) -> Action:
     if message.photo:
         size = choose_photo_size(message.photo, detection_side(settings))
         file_id, unique_id = size.file_id, size.file_unique_id
@@ -151,11 +206,14 @@ def _photo(update: Update, message: Message, language: str | None, settings: Set
         file_id, unique_id = document.file_id, document.file_unique_id
         width = height = 0
         file_size = document.file_size or 0
-    return Enqueue(Job(
+    job = Job(
         update_id=update.update_id, chat_id=message.chat.id, message_id=message.message_id,
         file_id=file_id, file_unique_id=unique_id, width=width, height=height,
         received_at=received_at, file_size=file_size, language_code=language or "",
-        chat_type=message.chat.type))
+        chat_type=message.chat.type, view=view, edit_message_id=edit_message_id)
+    # "sending photo…" from now on, without a request of its own.
+    return Enqueue(job, {"method": "sendChatAction", "chat_id": job.chat_id,
+                         "action": ChatAction.UPLOAD_PHOTO})
 
 
 def _has_image(message: Message) -> bool:

@@ -193,8 +193,10 @@ def test_a_private_message_without_a_photo_gets_a_hint_in_the_users_language():
 
 
 def test_a_private_photo_becomes_one_job_with_the_800_px_size():
-    (body, status, _), publisher = post(update(555, photo=PHONE_PHOTO, language="ru"))
-    assert (body, status) == ("", 200)
+    result, publisher = post(update(555, photo=PHONE_PHOTO, language="ru"))
+    # "sending photo…" at once, carried out by Telegram from the response body.
+    assert answer_of(result) == {"method": "sendChatAction", "chat_id": 42,
+                                 "action": "upload_photo"}
     assert publisher.jobs == [Job(
         update_id=555, chat_id=42, message_id=7, file_id="file-800x600",
         file_unique_id="u800", width=800, height=600, received_at=NOW, file_size=48000,
@@ -433,3 +435,78 @@ print(json.dumps(heavy))
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+# -- buttons under answers (callback queries) ---------------------------------------------
+
+
+def callback(data: str | None, *, update_id: int = 900, chat_type: str = "private",
+             photo: dict | None = None, accessible: bool = True, language: str = "en",
+             presser: int = 77) -> dict:
+    """A press of a button under the bot's answer (message 50) to the user's photo."""
+    asked = update(chat_type=chat_type, photo=PHONE_PHOTO)["message"] if photo is None \
+        else photo
+    chat = update(chat_type=chat_type)["message"]["chat"]
+    answer = {"message_id": 50, "date": 1_700_000_100, "chat": chat,
+              "from": {"id": 123, "is_bot": True, "first_name": "Lookalike"},
+              "photo": sizes((320, 160), (640, 320)), "caption": "Looks like:"}
+    if asked:
+        answer["reply_to_message"] = asked
+    if not accessible:  # Telegram sends only the chat, the id and date 0
+        answer = {"message_id": 50, "date": 0, "chat": chat}
+    query = {"id": "4411", "chat_instance": "-77", "message": answer,
+             "from": {"id": presser, "is_bot": False, "first_name": "Bo",
+                      "language_code": language}}
+    if data is not None:
+        query["data"] = data
+    return {"update_id": update_id, "callback_query": query}
+
+
+def test_a_button_becomes_a_follow_up_job_answered_in_the_response():
+    result, publisher = post(callback("la1:f:0", language="ru"))
+    assert answer_of(result) == {"method": "answerCallbackQuery", "callback_query_id": "4411"}
+    [job] = publisher.jobs
+    assert (job.update_id, job.chat_id, job.message_id, job.edit_message_id, job.view) == (
+        900, 42, 7, 50, "la1:f:0")
+    # The photo again, in the size a new photo would get; the presser's language.
+    assert (job.file_id, job.language_code) == ("file-800x600", "ru")
+
+
+def test_in_a_group_anyone_may_press():
+    result, publisher = post(callback("la1:a:1", chat_type="supergroup", presser=999))
+    assert answer_of(result)["method"] == "answerCallbackQuery"
+    [job] = publisher.jobs
+    assert (job.chat_id, job.chat_type, job.view) == (-1042, "supergroup", "la1:a:1")
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    (None, "button_unknown"), ("", "button_unknown"), ("la1:f:7", "button_unknown"),
+    ("la0:f:0", "button_unknown"), ("la1:f:0" + "x" * 100, "button_unknown"),
+    ("' OR 1=1 --", "button_unknown")])
+def test_forged_or_over_long_data_gets_a_polite_answer_and_no_job(data, key):
+    result, publisher = post(callback(data, language="ru"))
+    assert answer_of(result) == {"method": "answerCallbackQuery", "callback_query_id": "4411",
+                                 "text": text(key, "ru")}
+    assert publisher.jobs == []
+
+
+def test_a_button_whose_answer_or_photo_is_gone_is_explained():
+    for update_, key in ((callback("la1:f:0", accessible=False), "button_too_old"),
+                         (callback("la1:f:0", photo={}), "button_photo_gone")):
+        result, publisher = post(update_)
+        assert answer_of(result)["text"] == text(key, "en")
+        assert publisher.jobs == []
+    # The answered message is a reply to a text, not a photo.
+    text_message = update(text="hello")["message"]
+    result, publisher = post(callback("la1:m:0", photo=text_message))
+    assert answer_of(result)["text"] == text("button_photo_gone", "en")
+    assert publisher.jobs == []
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(query=st.dictionaries(
+    st.sampled_from(["id", "from", "message", "data", "chat_instance"]), json_values))
+def test_arbitrary_callback_queries_never_crash(query):
+    (_, status, _), publisher = post({"update_id": 3, "callback_query": query})
+    assert status in (200, 400)
+    assert len(publisher.jobs) <= 1
