@@ -13,6 +13,11 @@ recall@10 of the graph against exact search, and the median and p99 of
 - `CelebrityIndex.query(descriptor, k=3)`: graph candidates, exact re-ranking, one
   result per celebrity (what the worker pays per face).
 
+Then the same index with a `sex` field (half the celebrities "female"; then one in ten,
+a rare value that takes the exact-search bound) compares the restricted query behind the
+"Women only" button, and the deeper ones behind "More", with the unrestricted one.
+`--restricted-only` runs just that part.
+
 The 1M graph takes minutes to build on two cores, so it is built once and kept under
 `${XDG_CACHE_HOME:-~/.cache}/lookalike-bench/` with the exact neighbours of its queries.
 """
@@ -96,6 +101,31 @@ def bench_catalogue(celebrities: int, queries: int, intrinsic: int, ms: list[int
                 print_row(m, construction, built, ef, measure_row(index, probes, exact, ef))
 
 
+def bench_restricted(celebrities: int, queries: int, intrinsic: int, threads: int) -> None:
+    """Unrestricted against restricted queries on one 12k graph, per share of women."""
+    descriptors, entries, probes, _ = synthetic_gallery(celebrities, queries, intrinsic)
+    print(f"\nrestricted queries: {len(descriptors)} entries of {celebrities} celebrities, "
+          f"{queries} queries, one at a time, efSearch {HNSW_PARAMS['efSearch']}")
+    print("| women | query | p50 ms | p99 ms | p50 / unrestricted k=3 |")
+    print("|---|---|---|---|---|")
+    for every in (2, 10):
+        people = [Celebrity(str(i), str(i), extra={"sex": "female" if i % every == 0
+                                                   else "male"}) for i in range(celebrities)]
+        index = CelebrityIndex.build(descriptors, entries, people, threads=threads,
+                                     stats=TYPICAL_STRANGER_DISTANCES)
+        base = None
+        for label, k, sex in (("everyone, k=3", 3, None), ("women, k=3", 3, "female"),
+                              ("everyone, k=9 (More twice)", 9, None),
+                              ("women, k=9 (More twice)", 9, "female"),
+                              ("men, k=3", 3, "male")):
+            times = timed_ms(lambda p, index=index, k=k, sex=sex: index.query(p, k=k, sex=sex),
+                             probes)
+            median = statistics.median(times)
+            base = base or median
+            print(f"| 1 in {every} | {label} | {median:.3f} | {p99(times):.3f} "
+                  f"| {median / base:.2f} |", flush=True)
+
+
 def million_index(celebrities: int, queries: int, intrinsic: int, m: int, construction: int,
                   threads: int) -> tuple[CelebrityIndex, np.ndarray, np.ndarray, float]:
     """The cached 1M index (built on first use), its queries, their exact neighbours and
@@ -157,12 +187,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--million-ef-search", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--skip-catalogue", action="store_true",
                         help="only the million case")
+    parser.add_argument("--restricted-only", action="store_true",
+                        help="only the restricted (by sex) against unrestricted queries")
     args = parser.parse_args(argv)
     print(describe())
     print(f"index builder default: {HNSW_PARAMS}")
+    if args.restricted_only:
+        bench_restricted(args.celebrities, args.queries, args.intrinsic, args.threads)
+        return
     if not args.skip_catalogue:
         bench_catalogue(args.celebrities, args.queries, args.intrinsic, args.m,
                         args.ef_construction, args.ef_search, args.threads)
+        bench_restricted(args.celebrities, args.queries, args.intrinsic, args.threads)
     if args.million:
         bench_million(args.million_celebrities, args.queries, args.intrinsic, args.million_m,
                       args.million_ef_construction, args.million_ef_search, args.threads)

@@ -4,7 +4,8 @@ Flow per event: check the CloudEvent type, decode the job (malformed → acknowl
 drop jobs older than `max_job_age_seconds`, claim the update's marker (already done →
 skipped), download the photo into memory, match its faces, reply to the photo with a
 picture and a caption (or a text when the index has no photos, or the answer to a
-problem), then mark the update done.
+problem) and the follow-up buttons, then mark the update done. A follow-up job (a button
+pressed) redraws the answer it belongs to, in place, for the view the button names.
 
 Returning acknowledges the message; raising makes functions-framework answer 500 so
 Pub/Sub redelivers it. Raised: transient failures (storage, Bot API 5xx, timeouts,
@@ -49,12 +50,14 @@ from functions.worker_replies import (
 )
 from functions.worker_telegram import TelegramClient
 from shared.config import Settings, bot_token
+from shared.followups import FIRST_ANSWER, View, keyboard
 from shared.images import ImageError
 from shared.instance import Lazy
 from shared.jobs import Job, MalformedJob
 from shared.matching import match_photo
 from shared.render import MAX_ROWS, render_jpeg
 from shared.storage import PreconditionFailed, open_store, set_retry_seconds
+from shared.texts import text
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 _DONE_ATTEMPTS = 3
@@ -129,7 +132,12 @@ def handle_event(event: CloudEvent) -> None:
         log.info("job already answered; skipped", extra={"fields": fields})
         return
     try:
-        outcome = _answer(job, instance)
+        view = job.follow_up
+        if view is not None:
+            outcome = _answer(job, instance, view)
+        else:
+            with instance.telegram.upload_photo_action(job.chat_id, job.received_at):
+                outcome = _answer(job, instance, None)
     except BaseException:
         _release(instance, claim)
         raise
@@ -138,10 +146,11 @@ def handle_event(event: CloudEvent) -> None:
         **fields, "outcome": outcome, "ms": round((time.perf_counter() - started) * 1000)}})
 
 
-def _answer(job: Job, instance: _Instance) -> str:
-    """Reply to the job's photo; returns what was answered. Raises when worth a retry."""
+def _answer(job: Job, instance: _Instance, view: View | None) -> str:
+    """Reply to the job's photo, or redraw the answer for a follow-up `view`; returns what
+    was answered. Raises when worth a retry."""
     try:
-        return _reply(job, instance)
+        return _reply(job, instance) if view is None else _follow_up(job, instance, view)
     except (RetryAfter, InvalidToken):
         raise  # a long flood wait, or a configuration error an operator must fix
     except (BadRequest, Forbidden, ChatMigrated, EndPointNotFound, Conflict) as exc:
@@ -177,22 +186,65 @@ def _reply(job: Job, instance: _Instance) -> str:
         return problem("no_face")
     if not answered_faces(result):
         return problem("no_match")
+    buttons = keyboard(FIRST_ANSWER, bool(assets.index.sexes), result.more, lang)
     if assets.index.manifest.photos == 0:
         telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
-                           job.message_id, PARSE_MODE)
+                           job.message_id, PARSE_MODE, buttons)
         return "answered with text"
     picture = render_jpeg(result, assets.photos)
     # The caption credits the gallery picture of every row the picture shows.
     caption = matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS, pictured=MAX_ROWS)
     try:
-        telegram.send_photo(job.chat_id, picture, caption, job.message_id, PARSE_MODE)
+        telegram.send_photo(job.chat_id, picture, caption, job.message_id, PARSE_MODE, buttons)
     except BadRequest as exc:
         # Telegram refused the picture itself; the user still gets the names.
         log.warning("picture refused (%s); answering with text", exc)
         telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
-                           job.message_id, PARSE_MODE)
+                           job.message_id, PARSE_MODE, buttons)
         return "answered with text (picture refused)"
     return "answered with a picture"
+
+
+def _follow_up(job: Job, instance: _Instance, view: View) -> str:
+    """Redraw the answer `job.edit_message_id` for `view`: the photo is matched again
+    (nothing about it was kept) and the answer's picture, caption and buttons edited."""
+    settings, telegram = instance.settings, instance.telegram
+    assets = instance.assets.get()
+    lang = job.language_code
+    chat, answer = job.chat_id, job.edit_message_id
+    try:
+        data = telegram.download(job.file_id)
+    except BadRequest:  # Telegram no longer serves the photo (or never will again)
+        telegram.send_text(chat, text("photo_gone", lang), answer)
+        return "photo gone"
+    try:
+        result = match_photo(data, assets.index, assets.models, settings, sex=view.sex,
+                             skip=view.skip(settings.top_k))
+    except ImageError as exc:  # answered before, so only a changed pipeline gets here
+        telegram.send_text(chat, problem_text(exc.code, lang), answer)
+        return exc.code
+    buttons = keyboard(view, bool(assets.index.sexes), result.more, lang)
+    try:
+        if not answered_faces(result):
+            nothing = text("no_match_view", lang)
+            if assets.index.manifest.photos == 0:
+                telegram.edit_text(chat, answer, nothing, buttons)
+            else:
+                telegram.edit_caption(chat, answer, nothing, buttons)
+            return "follow-up without matches"
+        if assets.index.manifest.photos == 0:
+            telegram.edit_text(chat, answer, matches_text(result, lang, MESSAGE_LIMIT), buttons,
+                               PARSE_MODE)
+            return "follow-up edited as text"
+        # As the first answer: the caption credits every gallery picture the rows show.
+        telegram.edit_photo(chat, answer, render_jpeg(result, assets.photos),
+                            matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS,
+                                         pictured=MAX_ROWS), buttons, PARSE_MODE)
+    except BadRequest as exc:
+        if "not modified" in str(exc).lower():  # the answer shows this view already
+            return "follow-up unchanged"
+        raise
+    return "follow-up edited"
 
 
 def _release(instance: _Instance, claim: Claim) -> None:

@@ -94,9 +94,10 @@ class _Links:
         return url
 
 
-def _face_lines(item: FaceMatches, language_code: str | None, links: _Links) -> list[str]:
+def _face_lines(item: FaceMatches, language_code: str | None, links: _Links,
+                first_rank: int = 1) -> list[str]:
     lines = []
-    for rank, m in enumerate(item.matches, start=1):
+    for rank, m in enumerate(item.matches, start=first_rank):
         name = _cut(local_name(m.celebrity, language_code), MAX_NAME)
         url = links.take(article_url(m.celebrity, language_code))
         if m.themself:  # "this may be NAME themself", the name linked as elsewhere
@@ -143,7 +144,8 @@ def matches_text(result: PhotoMatches, language_code: str | None,
                  pictured: int = 0) -> str:
     """Per face, its closest celebrities with similarity, as Telegram HTML of at most
     `limit` visible characters; then the credits of the gallery pictures of the first
-    `pictured` faces (the reply picture's rows).
+    `pictured` faces (the reply picture's rows). Ranks count from `result.skipped + 1`
+    (4 on the first "More").
 
     Raises ValueError when no face has a match (answer with `problem_text` instead).
     """
@@ -156,7 +158,7 @@ def matches_text(result: PhotoMatches, language_code: str | None,
     shown = faces[:1] if single else faces if max_faces is None else faces[:max_faces]
     blocks = [[escape(text("result_title", language_code) if single else
                       text("result_face", language_code, number=number)),
-               *_face_lines(item, language_code, links)]
+               *_face_lines(item, language_code, links, result.skipped + 1)]
               for number, item in enumerate(shown, start=1)]
     tail = ["\n".join(credits)] if credits else []
     while True:

@@ -6,6 +6,11 @@ result. Short flood waits (`RetryAfter` up to `max_retry_after_seconds`) are sle
 and the call repeated; longer ones propagate so the job goes back to Pub/Sub. Messages
 wait for their slot in the instance's `SendLimiter` (Telegram's per-chat and bot-wide
 rates) so that flood waits are rare in the first place.
+
+While a photo job is worked on, `upload_photo_action` keeps "sending photo…" showing in
+the chat: the webhook set it when the photo arrived, and Telegram shows an action for at
+most 5 s, so the worker repeats it when a job takes longer (a cold start, a queue) and
+stops before the answer is sent (an action after it would show for nothing).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import TypeVar
 
 import telegram
+from telegram.constants import ChatAction
 from telegram.error import RetryAfter
 from telegram.request import HTTPXRequest
 
@@ -29,6 +35,8 @@ from functions.send_limiter import SendLimiter
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRIES = 3  # short flood waits in a row before giving the job back to Pub/Sub
+# Telegram shows a chat action for up to 5 s; repeated a little sooner so it never lapses.
+ACTION_REPEAT_SECONDS = 4.5
 
 
 def retry_after_seconds(error: RetryAfter) -> float:
@@ -54,11 +62,16 @@ class TelegramClient:
         self.bot = telegram.Bot(token, base_url=api_url + "/bot",
                                 base_file_url=api_url + "/file/bot", request=request)
         self._timeout = timeout
+        # Per chat, the threads repeating its chat action (one per job in flight).
+        self._actions: dict[int | str, list[tuple[threading.Event, threading.Thread]]] = {}
+        self._actions_lock = threading.Lock()
 
     def call(self, make: Callable[[telegram.Bot], Awaitable[T]],
              chat_id: int | None = None) -> T:
         """Run one Bot API call, sleeping through short flood waits; a message to
         `chat_id` first waits for its slot in the rate limits."""
+        if chat_id is not None:
+            self._end_action(chat_id)  # the message ends the chat's "sending photo…"
         for attempt in range(1, _RETRIES + 1):
             try:
                 if chat_id is None:
@@ -91,18 +104,89 @@ class TelegramClient:
         return self.call(fetch)
 
     def send_photo(self, chat_id: int, photo: bytes, caption: str, reply_to: int,
-                   parse_mode: str | None = None) -> telegram.Message:
+                   parse_mode: str | None = None,
+                   reply_markup: telegram.InlineKeyboardMarkup | None = None,
+                   ) -> telegram.Message:
         return self.call(lambda bot: bot.send_photo(
             chat_id=chat_id, photo=photo, caption=caption, parse_mode=parse_mode,
-            reply_parameters=_reply(reply_to)), chat_id)
+            reply_parameters=_reply(reply_to), reply_markup=reply_markup), chat_id)
 
     def send_text(self, chat_id: int, text: str, reply_to: int,
-                  parse_mode: str | None = None) -> telegram.Message:
+                  parse_mode: str | None = None,
+                  reply_markup: telegram.InlineKeyboardMarkup | None = None,
+                  ) -> telegram.Message:
         # Look-alike texts link names and credits, so no link preview is wanted.
         return self.call(lambda bot: bot.send_message(
             chat_id=chat_id, text=text, parse_mode=parse_mode,
             link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
-            reply_parameters=_reply(reply_to)), chat_id)
+            reply_parameters=_reply(reply_to), reply_markup=reply_markup), chat_id)
+
+    def edit_photo(self, chat_id: int, message_id: int, photo: bytes, caption: str,
+                   reply_markup: telegram.InlineKeyboardMarkup | None,
+                   parse_mode: str | None = None) -> object:
+        """A new picture and caption for an answer, in place (a text answer becomes a
+        picture: editMessageMedia allows it)."""
+        return self.call(lambda bot: bot.edit_message_media(
+            chat_id=chat_id, message_id=message_id,
+            media=telegram.InputMediaPhoto(photo, caption=caption, parse_mode=parse_mode),
+            reply_markup=reply_markup), chat_id)
+
+    def edit_caption(self, chat_id: int, message_id: int, caption: str,
+                     reply_markup: telegram.InlineKeyboardMarkup | None,
+                     parse_mode: str | None = None) -> object:
+        return self.call(lambda bot: bot.edit_message_caption(
+            chat_id=chat_id, message_id=message_id, caption=caption, parse_mode=parse_mode,
+            reply_markup=reply_markup), chat_id)
+
+    def edit_text(self, chat_id: int, message_id: int, text: str,
+                  reply_markup: telegram.InlineKeyboardMarkup | None,
+                  parse_mode: str | None = None) -> object:
+        return self.call(lambda bot: bot.edit_message_text(
+            chat_id=chat_id, message_id=message_id, text=text, parse_mode=parse_mode,
+            link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+            reply_markup=reply_markup), chat_id)
+
+    @contextlib.contextmanager
+    def upload_photo_action(self, chat_id: int, since: float) -> Iterator[None]:
+        """Keep "sending photo…" showing in the chat, set at `since` (unix seconds), until
+        the block ends or a message is sent to the chat. Best effort: a failed action is
+        logged and never fails the job."""
+        stop = threading.Event()
+
+        def keep() -> None:
+            due = since + ACTION_REPEAT_SECONDS
+            while not stop.wait(max(0.0, due - time.time())):
+                try:
+                    self._run(lambda bot: bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO))
+                except Exception as exc:
+                    log.info("chat action not sent: %s", exc)
+                due = time.time() + ACTION_REPEAT_SECONDS
+
+        thread = threading.Thread(target=keep, name="chat-action", daemon=True)
+        with self._actions_lock:
+            self._actions.setdefault(chat_id, []).append((stop, thread))
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(3 * self._timeout)
+            with self._actions_lock:
+                keepers = self._actions.get(chat_id, [])
+                if (stop, thread) in keepers:
+                    keepers.remove((stop, thread))
+                if not keepers:
+                    self._actions.pop(chat_id, None)
+
+    def _end_action(self, chat_id: int | str) -> None:
+        """Stop repeating the chat's action, and wait until no request of it is in flight."""
+        with self._actions_lock:
+            keepers = list(self._actions.get(chat_id, []))
+        for stop, _ in keepers:
+            stop.set()
+        for _, thread in keepers:
+            if thread is not threading.current_thread():
+                thread.join(3 * self._timeout)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing is best effort

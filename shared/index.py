@@ -58,6 +58,11 @@ TYPICAL_STRANGER_DISTANCES = DistanceStats(mean=0.90, std=0.09, pairs=0)
 # gallery); quantiles of 2,000 best matches are within a percent or two of the whole.
 CALIBRATION_SAMPLE = 2000
 _DATA_FILES = ("hnsw.bin", "descriptors.npy", "entries.npy", "celebrities.json")
+# A query restricted to some celebrities (by `sex`) over-fetches graph candidates in
+# proportion to the share of entries it may return; past this many it computes exact
+# distances to the allowed entries instead (a few ms at 12k entries), so a rare value
+# cannot make the graph search walk the whole index.
+MAX_RESTRICTED_CANDIDATES = 2048
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +145,12 @@ class CelebrityIndex:
         self.entry_celebrity = entry_celebrity
         self.celebrities = celebrities
         self._scorers: dict[tuple[SimilarityMethod, float], Scorer] = {}
+        sexes = np.array([str(c.extra.get("sex") or "") for c in celebrities], dtype=object)
+        # Per `sex` value: which celebrity rows have it, and their entries.
+        self._by_sex: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for value in sorted(set(sexes.tolist()) - {""}):
+            rows = sexes == value
+            self._by_sex[value] = (rows, np.flatnonzero(rows[entry_celebrity]))
 
     def __len__(self) -> int:
         return len(self.descriptors)
@@ -239,14 +250,20 @@ class CelebrityIndex:
 
     # -- querying -----------------------------------------------------------------------
 
+    @property
+    def sexes(self) -> frozenset[str]:
+        """The `sex` values the gallery records (empty when it records none)."""
+        return frozenset(self._by_sex)
+
     def query(self, descriptor: np.ndarray, k: int = 3, floor: float = 0.01,
-              method: SimilarityMethod = CALIBRATED) -> list[Match]:
+              method: SimilarityMethod = CALIBRATED, sex: str | None = None) -> list[Match]:
         """The k celebrities closest to `descriptor`, each once, closest first, scored with
-        `method` (see `scorer`); only the first can be the person themself."""
+        `method` (see `scorer`); only those whose `sex` is `sex`, when given. Only the
+        first can be the person themself."""
         scorer = self.scorer(method, floor)
         return [Match(self.celebrities[row], distance, scorer.similarity(distance),
                       themself=rank == 0 and scorer.themself(distance))
-                for rank, (row, distance) in enumerate(self.nearest(descriptor, k))]
+                for rank, (row, distance) in enumerate(self.nearest(descriptor, k, sex))]
 
     def scorer(self, method: SimilarityMethod = CALIBRATED, floor: float = 0.01) -> Scorer:
         """The scoring of this index for `method`; an index without calibration (built
@@ -262,24 +279,60 @@ class CelebrityIndex:
             self._scorers[key] = Scorer(effective, self.stats, calibration, floor)
         return self._scorers[key]
 
-    def nearest(self, descriptor: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(celebrity row, distance) of the k celebrities closest to `descriptor`."""
+    def nearest(self, descriptor: np.ndarray, k: int,
+                sex: str | None = None) -> list[tuple[int, float]]:
+        """(celebrity row, distance) of the k celebrities closest to `descriptor` (of
+        `sex`, when given)."""
         query = np.asarray(descriptor, dtype=np.float32).reshape(DESCRIPTOR_SIZE)
         total = len(self.descriptors)
-        wanted = min(total, max(4 * k, 16))
+        allowed: np.ndarray | None = None
+        wanted = max(4 * k, 16)
+        if sex is not None:
+            if sex not in self._by_sex:
+                return []
+            allowed, entries = self._by_sex[sex]
+            # As many candidates as make 4k allowed ones on average.
+            wanted = -(-wanted * total // len(entries))
+            if wanted > MAX_RESTRICTED_CANDIDATES:
+                return sorted(self._exact_best(query, entries, k).items(),
+                              key=lambda item: item[1])
+        wanted = min(total, wanted)
         while True:
             ids, _ = self._hnsw.knnQuery(query, k=wanted)
             ids = np.asarray(ids, dtype=np.int64)
-            distances = np.linalg.norm(self.descriptors[ids] - query, axis=1)
-            best: dict[int, float] = {}
-            for entry, distance in zip(ids.tolist(), distances.tolist(), strict=True):
-                row = int(self.entry_celebrity[entry])
-                if distance < best.get(row, np.inf):
-                    best[row] = distance
+            if allowed is not None:
+                ids = ids[allowed[self.entry_celebrity[ids]]]
+            best = self._closest_per_celebrity(query, ids)
             if len(best) >= k or wanted >= total:
+                break
+            if allowed is not None and wanted * 4 > MAX_RESTRICTED_CANDIDATES:
+                best = self._exact_best(query, self._by_sex[str(sex)][1], k)
                 break
             wanted = min(total, wanted * 4)
         return sorted(best.items(), key=lambda item: item[1])[:k]
+
+    def _closest_per_celebrity(self, query: np.ndarray, ids: np.ndarray) -> dict[int, float]:
+        """Exact distance of each celebrity row's closest entry among `ids`."""
+        distances = np.linalg.norm(self.descriptors[ids] - query, axis=1)
+        best: dict[int, float] = {}
+        for entry, distance in zip(ids.tolist(), distances.tolist(), strict=True):
+            row = int(self.entry_celebrity[entry])
+            if distance < best.get(row, np.inf):
+                best[row] = distance
+        return best
+
+    def _exact_best(self, query: np.ndarray, entries: np.ndarray, k: int) -> dict[int, float]:
+        """The k closest celebrities among `entries` by exact search (no graph)."""
+        distances = np.linalg.norm(self.descriptors[entries] - query, axis=1)
+        order = np.argsort(distances, kind="stable")
+        best: dict[int, float] = {}
+        for position in order.tolist():
+            row = int(self.entry_celebrity[entries[position]])
+            if row not in best:
+                best[row] = float(distances[position])
+                if len(best) >= k:
+                    break
+        return best
 
     def strangers_best_distances(self, sample: int = CALIBRATION_SAMPLE,
                                  seed: int = 0) -> np.ndarray:

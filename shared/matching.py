@@ -28,23 +28,34 @@ class PhotoMatches:
     scan: FaceScan
     faces: list[FaceMatches]  # largest face first
     method: SimilarityMethod = CALIBRATED  # how similarities were computed
+    skipped: int = 0  # closer look-alikes left out before each face's matches ("More")
+    more: bool = False  # some face has look-alikes after these
 
 
 def match_scan(scan: FaceScan, index: CelebrityIndex, top_k: int = 3,
-               floor: float = 0.01, method: SimilarityMethod = CALIBRATED) -> PhotoMatches:
-    faces = [FaceMatches(face, index.query(face.descriptor, top_k, floor, method))
+               floor: float = 0.01, method: SimilarityMethod = CALIBRATED,
+               sex: str | None = None, skip: int = 0) -> PhotoMatches:
+    """The look-alikes ranked `skip + 1` to `skip + top_k` of every face, only those of
+    `sex` when given; one more is asked for to tell whether there are more."""
+    found = [index.query(face.descriptor, skip + top_k + 1, floor, method, sex=sex)
              for face in scan.faces]
-    return PhotoMatches(scan=scan, faces=faces, method=index.scorer(method, floor).method)
+    faces = [FaceMatches(face, matches[skip:skip + top_k])
+             for face, matches in zip(scan.faces, found, strict=True)]
+    return PhotoMatches(scan=scan, faces=faces, method=index.scorer(method, floor).method,
+                        skipped=skip,
+                        more=any(len(matches) > skip + top_k for matches in found))
 
 
 def match_photo(data: bytes, index: CelebrityIndex, models: FaceModels | None = None,
-                settings: Settings | None = None) -> PhotoMatches:
-    """Look-alikes of every face in a photo. Raises `shared.images.ImageError`."""
+                settings: Settings | None = None, sex: str | None = None,
+                skip: int = 0) -> PhotoMatches:
+    """Look-alikes of every face in a photo (ranked after `skip`, of `sex` when given).
+    Raises `shared.images.ImageError`."""
     settings = settings or Settings()
     image = decode_image(data, settings.detection.max_image_pixels)
     scan = find_faces(image, models, detection=settings.detection)
     return match_scan(scan, index, settings.top_k, settings.similarity_floor,
-                      settings.similarity)
+                      settings.similarity, sex, skip)
 
 
 def match_json(match: Match, language_code: str | None = None) -> dict[str, Any]:

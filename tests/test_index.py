@@ -165,3 +165,57 @@ os.write(2, b"stderr still works\\n")
                           capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "1"
     assert done.stderr == "stderr still works\n"
+
+
+def _with_sex(people, sex_of):
+    return [Celebrity(p.id, p.name, p.alias, p.photo, {**p.extra, **(
+        {"sex": sex_of(i)} if sex_of(i) else {})}) for i, p in enumerate(people)]
+
+
+def _exact_restricted(descriptors, entries, people, query, k, sex):
+    """The k closest celebrities with `sex`, by brute force."""
+    distances = np.linalg.norm(descriptors - query, axis=1)
+    best = {}
+    for entry in np.argsort(distances):
+        person = people[entries[entry]]
+        if person.extra.get("sex") == sex and person.id not in best:
+            best[person.id] = distances[entry]
+    return sorted(best, key=best.get)[:k]
+
+
+@pytest.mark.parametrize("share", ["half", "rare"])
+def test_a_restricted_query_returns_only_that_sex_as_exact_search_would(share):
+    n = 400 if share == "half" else 1000
+    centres, descriptors, entries, people = _gallery(n_people=n, seed=3)
+    sex_of = ((lambda i: "female" if i % 2 else "male") if share == "half"
+              else (lambda i: "female" if i % 250 == 7 else "male"))  # 4 women in 1000
+    people = _with_sex(people, sex_of)
+    index = CelebrityIndex.build(descriptors, entries, people)
+    assert index.sexes == {"female", "male"}
+    rng = np.random.default_rng(1)
+    found_share = []
+    for number in range(40):
+        query = centres[number] + rng.normal(scale=0.05, size=128).astype(np.float32)
+        for sex, k in (("female", 3), ("male", 9), ("female", 10)):
+            found = [m.celebrity.id for m in index.query(query, k, sex=sex)]
+            assert all(people[int(i[1:])].extra["sex"] == sex for i in found)
+            expected = _exact_restricted(descriptors, entries, people, query, k, sex)
+            available = sum(1 for p in people if p.extra["sex"] == sex)
+            assert len(found) == len(expected) == min(k, available), (number, sex)
+            assert found[0] == expected[0], (number, sex)
+            found_share.append(len(set(found) & set(expected)) / len(expected))
+    # The graph is approximate among strangers: most, not always all, of the exact ones.
+    assert np.mean(found_share) > 0.9
+    # The unrestricted query is unchanged by the field.
+    assert index.query(centres[5], 3)[0].celebrity.id == "c5"
+
+
+def test_a_gallery_without_sex_has_no_restricted_answers():
+    centres, descriptors, entries, people = _gallery()
+    index = CelebrityIndex.build(descriptors, entries, _with_sex(people, lambda i: (
+        "female" if i == 3 else None)))
+    assert index.sexes == {"female"}
+    assert [m.celebrity.id for m in index.query(centres[0], 3, sex="female")] == ["c3"]
+    assert index.query(centres[0], 3, sex="male") == []
+    plain = CelebrityIndex.build(descriptors, entries, people)
+    assert plain.sexes == frozenset() and plain.query(centres[0], sex="female") == []

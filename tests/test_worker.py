@@ -8,6 +8,7 @@ import base64
 import itertools
 import json
 import logging
+import re
 import tempfile
 import time
 import uuid
@@ -22,11 +23,13 @@ from functions import worker
 from functions.worker_markers import MarkerBusy, Markers
 from index_builder.publish import activate, publish
 from shared.config import DEMO_GALLERY
+from shared.followups import View
 from shared.jobs import Job
 from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
 from shared.storage import GcsStore, NotFound, StoreError
 from shared.texts import text
-from stack.bot_api import BotApiServer
+from stack.bot_api import BotApiServer, SentMessage
+from tests.sexed_gallery import gallery_with_sex, sex_of
 
 TOKEN = "987654:worker-test-SECRET_token"
 _ids = itertools.count(1000)
@@ -342,3 +345,146 @@ def test_index_refresh_swaps_in_a_new_version(env, api, bucket, cache_dir, monke
         assert [m.method for m in api.sent] == ["sendPhoto", "sendPhoto"]
     finally:
         activate(index, "v1")
+
+
+# -- follow-ups: buttons under every answer, each press redrawing it in place ---------------
+
+_updates = itertools.count(70_000)
+
+
+@pytest.fixture(scope="module")
+def sexed_index(bucket, tmp_path_factory) -> str:
+    """The demo gallery with `sex` (tests/sexed_gallery.py), published beside the demo's."""
+    gallery = gallery_with_sex(tmp_path_factory.mktemp("gallery") / "v1")
+    publish(GcsStore(bucket, "index-sex"), gallery, "v1")
+    return f"gs://{bucket}/index-sex"
+
+
+@pytest.fixture
+def sexed(env, sexed_index, monkeypatch) -> str:
+    """A fresh worker instance whose index records every celebrity's sex."""
+    monkeypatch.setenv("LOOKALIKE_INDEX_URI", sexed_index)
+    worker.instance_state.reset()
+    return env
+
+
+def celebrity_id(name: str) -> str:
+    """The gallery id of a name a caption shows (in any of the gallery's languages)."""
+    for record in json.loads((DEMO_GALLERY / "celebrities.json").read_text()):
+        if name in (record["name"], *record.get("names", {}).values()):
+            return str(record["id"])
+    raise AssertionError(f"{name!r} is not in the gallery")
+
+
+def ranked(caption: str) -> list[tuple[int, str]]:
+    return [(int(rank), name) for rank, name in re.findall(r"^(\d+)\. (.+?) — ", caption, re.M)]
+
+
+def buttons(message: SentMessage) -> list[tuple[str, str]]:
+    markup = message.reply_markup or {"inline_keyboard": []}
+    return [(b["text"], b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
+
+
+def press(api: BotApiServer, asked, answer: SentMessage, view: View, **overrides):
+    """The job the webhook makes of a press of `view`'s button under `answer`."""
+    return job_for(asked, update_id=next(_updates), message_id=answer.reply_to,
+                   view=view.encode(), edit_message_id=answer.message_id, **overrides)
+
+
+def first_answer(api, path) -> tuple[dict, SentMessage]:
+    asked = photo(api, path)
+    job = job_for(asked)
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    [answer] = [m for m in api.sent if m.chat_id == job.chat_id and m.method == "sendPhoto"]
+    return asked, answer
+
+
+def test_every_answer_has_the_buttons(sexed, api, labelled) -> None:
+    _, answer = first_answer(api, labelled["Joe_Biden"][-1])
+    assert buttons(answer) == [("Women only", "la1:f:0"), ("Men only", "la1:m:0"),
+                               ("More", "la1:a:1")]
+
+
+def test_women_only_then_more_edit_the_answer_in_place(sexed, api, labelled) -> None:
+    asked, answer = first_answer(api, labelled["Barack_Obama"][-1])
+    assert ranked(answer.caption)[0] == (1, "Barack Obama")
+
+    worker.handle_event(pubsub_event(press(api, asked, answer, View("female")).to_bytes()))
+    women = api.sent[-1]
+    assert (women.method, women.message_id, women.chat_id) == (
+        "editMessageMedia", answer.message_id, answer.chat_id)
+    assert women.photo and women.photo != answer.photo  # a new picture: a woman beside
+    names = ranked(women.caption)
+    assert [rank for rank, _ in names] == [1, 2, 3]
+    assert {sex_of(celebrity_id(name)) for _, name in names} == {"female"}
+    assert buttons(women) == [("Men only", "la1:m:0"), ("Everyone", "la1:a:0"),
+                              ("More", "la1:f:1")]
+
+    worker.handle_event(pubsub_event(press(api, asked, answer, View("female", 1)).to_bytes()))
+    more = api.sent[-1]
+    assert (more.method, more.message_id) == ("editMessageMedia", answer.message_id)
+    later = ranked(more.caption)
+    assert [rank for rank, _ in later] == [4, 5, 6]
+    assert {sex_of(celebrity_id(name)) for _, name in later} == {"female"}
+    assert not {name for _, name in later} & {name for _, name in names}
+    # Six women in the gallery: no third page, and every filter to go back to the top.
+    assert buttons(more) == [("Women only", "la1:f:0"), ("Men only", "la1:m:0"),
+                             ("Everyone", "la1:a:0")]
+    assert [m.method for m in api.sent] == ["sendPhoto", "editMessageMedia",
+                                            "editMessageMedia"]
+
+
+def test_the_same_press_delivered_twice_edits_once(sexed, api, labelled) -> None:
+    asked, answer = first_answer(api, labelled["Kit_Harington"][0])
+    event = pubsub_event(press(api, asked, answer, View("male", 1)).to_bytes())
+    worker.handle_event(event)
+    worker.handle_event(event)
+    assert [m.method for m in api.sent] == ["sendPhoto", "editMessageMedia"]
+    assert [rank for rank, _ in ranked(api.sent[-1].caption)] == [4, 5, 6]
+
+
+def test_two_presses_of_one_button_both_edit_without_failing(sexed, api, labelled) -> None:
+    asked, answer = first_answer(api, labelled["Joe_Biden"][0])
+    for _ in range(2):  # two presses: two updates, two jobs
+        worker.handle_event(pubsub_event(press(api, asked, answer, View("male")).to_bytes()))
+    # editMessageMedia always uploads a picture, so both edit; neither fails the job.
+    assert [m.method for m in api.sent] == ["sendPhoto", "editMessageMedia", "editMessageMedia"]
+
+
+def test_a_photo_telegram_no_longer_serves_is_explained(sexed, api, labelled) -> None:
+    asked, answer = first_answer(api, labelled["Rose_Leslie"][0])
+    api.forget_file(asked["file_id"])
+    worker.handle_event(pubsub_event(press(api, asked, answer, View("male")).to_bytes()))
+    gone = api.sent[-1]
+    assert (gone.method, gone.reply_to, gone.text) == (
+        "sendMessage", answer.message_id, text("photo_gone", "en"))
+
+
+def test_a_deleted_answer_is_acknowledged_without_a_message(sexed, api, labelled) -> None:
+    asked, answer = first_answer(api, labelled["Rose_Leslie"][0])
+    api.delete_message(answer.chat_id, answer.message_id)
+    worker.handle_event(pubsub_event(press(api, asked, answer, View("male")).to_bytes()))
+    assert [m.method for m in api.sent] == ["sendPhoto"]
+
+
+def test_a_waiting_job_keeps_sending_photo_showing(sexed, api, labelled) -> None:
+    # The webhook set the action 12 s ago (a queue, a cold start): the worker repeats it
+    # at once and then every 4.5 s, and never after the answer.
+    job = job_for(photo(api, labelled["Joe_Biden"][0]), received_at=time.time() - 12)
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    [answer] = api.sent
+    actions = [(chat, action, at) for chat, action, at in api.chat_actions
+               if chat == job.chat_id]
+    assert actions and {action for _, action, _ in actions} == {"upload_photo"}
+    assert all(at <= answer.time for _, _, at in actions)
+    gaps = [b - a for (_, _, a), (_, _, b) in itertools.pairwise(actions)]
+    assert all(gap >= 4.0 for gap in gaps)
+
+
+def test_a_quick_job_sends_no_action_of_its_own(sexed, api, labelled) -> None:
+    job = job_for(photo(api, labelled["Joe_Biden"][0]))
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    [answer] = api.sent
+    # The webhook's action still shows while the answer comes within 4.5 s.
+    if answer.time - job.received_at < 4.5:
+        assert api.chat_actions == []
