@@ -572,13 +572,17 @@ class BotApiServer(ThreadedServer):
         """Remember a message of the bot, as Telegram holds it."""
         with self._lock:
             self._messages[(message["chat"]["id"], message["message_id"])] = message
+            self._lock.notify_all()
         return message
 
     # -- the bot's messages as updates carry them
 
-    def bot_message(self, chat_id: int | str, message_id: int) -> dict[str, Any]:
-        """A message the bot sent, as it is now (KeyError if there is none)."""
+    def bot_message(self, chat_id: int | str, message_id: int,
+                    timeout: float = 5.0) -> dict[str, Any]:
+        """A message the bot sent, as it is now; KeyError if there is none (after
+        `timeout`: a message is recorded in `sent` a moment before its answer is made)."""
         with self._lock:
+            self._lock.wait_for(lambda: (chat_id, message_id) in self._messages, timeout)
             return json.loads(json.dumps(self._messages[(chat_id, message_id)]))
 
     def delete_message(self, chat_id: int | str, message_id: int) -> None:

@@ -3,7 +3,9 @@
 A photo is first registered with the local Bot API server (which keeps it in the sizes
 Telegram makes), then posted to the webhook as an update signed with the secret token.
 Like Telegram, `deliver()` carries out a Bot API method call that the webhook returns
-in its response body (how the webhook answers /start, /help and hints).
+in its response body (how the webhook answers /start, /help and hints, shows "sending
+photo…" and answers button presses). `callback_update()` makes the update of a press of
+a button under one of the bot's answers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from functions.webhook import SECRET_HEADER
@@ -30,6 +32,9 @@ class Posted:
     body: str
     seconds: float
     update: dict[str, Any]
+    # The Bot API's status for the method call in the response body, if there was one
+    # (Telegram ignores its failure: an answerCallbackQuery of a duplicate, say).
+    method_status: int | None = None
 
 
 def next_update_id() -> int:
@@ -55,6 +60,24 @@ def document_update(bot_api: BotApiServer, data: bytes, file_name: str, mime_typ
     del update["message"]["photo"]
     update["message"]["document"] = bot_api.add_file(data, file_name, mime_type)
     return update
+
+
+def callback_update(bot_api: BotApiServer, asked: dict[str, Any], answer_id: int, data: str,
+                    *, user_id: int | None = None, language_code: str = "en",
+                    update_id: int | None = None) -> dict[str, Any]:
+    """A press of the button with `data` under the bot's answer `answer_id` to the photo
+    update `asked`, as Telegram posts it (the answer as it is now, replying to the photo)."""
+    photo_message = asked["message"]
+    chat = photo_message["chat"]
+    message = bot_api.bot_message(chat["id"], answer_id)
+    message["reply_to_message"] = photo_message
+    user_id = user_id if user_id is not None else photo_message["from"]["id"]
+    return {"update_id": update_id if update_id is not None else next_update_id(),
+            "callback_query": {
+                "id": bot_api.new_callback_query_id(), "chat_instance": str(-abs(chat["id"])),
+                "from": {"id": user_id, "is_bot": False, "first_name": "Test",
+                         "language_code": language_code},
+                "message": message, "data": data}}
 
 
 def text_update(text: str, *, chat_id: int = 4242, language_code: str = "en") -> dict[str, Any]:
@@ -98,6 +121,11 @@ def deliver(stack: Stack, update: dict[str, Any], secret: str | None = "") -> Po
             f"{stack.bot_api.url}/bot{stack.options.token}/{method}",
             data=json.dumps(call).encode(), headers={"Content-Type": "application/json"},
             method="POST")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            answer.read()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                answer.read()
+                status = answer.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        return replace(posted, method_status=status)
     return posted
