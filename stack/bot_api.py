@@ -519,7 +519,8 @@ class BotApiServer(ThreadedServer):
                 raise ApiError(400, _NOT_MODIFIED)
             changes = {**current, **changes}
         self._record_sent(method, chat_id, params, message_id=message_id, entities=entities,
-                          **{key: value})
+                          text=value if key == "text" else None,
+                          caption=value if key == "caption" else None)
         result = {**changes, **self._message(chat_id, message_id, params),
                   key: value, "edit_date": int(time.time())}
         if not _reply_markup(params):
@@ -540,7 +541,8 @@ class BotApiServer(ThreadedServer):
             raise ApiError(400, "Bad Request: can't parse InputMedia: media not found")
         if media.get("type") != "photo":
             raise ApiError(400, "Bad Request: unsupported media type")  # this server's limit
-        caption, entities = None, []
+        caption: str | None = None
+        entities: list[dict[str, Any]] = []
         if media.get("caption") is not None:
             caption, entities = _parsed(media, str(media["caption"]))
             if text_length(caption) > MAX_CAPTION:
