@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from shared.config import REPO_ROOT
+from stack.bot_api import SentMessage
 from stack.emulators import EmulatorUnavailable
 from stack.run import Stack, running_stack, wait_forever
 
@@ -58,7 +59,8 @@ def print_sent(stack: Stack) -> None:
         sent = stack.bot_api.wait_for_sent(shown + 1, timeout=3600)
         for message in sent[shown:]:
             picture = " [with a picture]" if message.photo else ""
-            print(f"-> chat {message.chat_id}{picture}:\n{message.readable}\n", flush=True)
+            print(f"-> chat {message.chat_id}{picture} ({message.method}):\n"
+                  f"{message.readable}{_buttons(message)}\n", flush=True)
         shown = len(sent)
 
 
@@ -86,11 +88,18 @@ def demo(photo: Path, out: Path, timeout: float) -> int:
         print(f"reply after {time.monotonic() - sent_at:.1f} s (worker cold start "
               f"included):\n", flush=True)
         for message in replies:
-            print(message.readable)
+            print(message.readable + _buttons(message))
             if message.photo:
                 out.write_bytes(message.photo)
                 print(f"\n[picture saved to {out}]")
     return 0
+
+
+def _buttons(message: SentMessage) -> str:
+    """The message's inline keyboard as text: one line per row, buttons in brackets."""
+    rows = (message.reply_markup or {}).get("inline_keyboard", [])
+    return "".join("\n" + " ".join(f"[{button.get('text', '')}]" for button in row)
+                   for row in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
