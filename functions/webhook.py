@@ -116,7 +116,7 @@ def _read_part(data: dict[str, Any]) -> dict[str, Any]:
     """The part of an update the bot reads. python-telegram-bot builds every object it is
     given and fails on values it cannot hold (a duration past `timedelta`'s range): the
     kinds of update the bot ignores are not built, so they cannot fail it."""
-    return {key: data[key] for key in ("update_id", "message") if key in data}
+    return {key: data[key] for key in ("update_id", "message", "callback_query") if key in data}
 
 
 def secret_matches(given: str, secret: str) -> bool:

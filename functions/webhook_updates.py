@@ -98,7 +98,7 @@ def malformed(update: Update) -> str | None:
     message = update.message
     query = update.callback_query
     if query is not None:
-        if not (_is_str(query.id) and query.id and _is_str(query.data, optional=True)
+        if not (_is_str(query.id) and _is_str(query.data, optional=True)
                 and _is_int(getattr(query.from_user, "id", None))
                 and _is_str(getattr(query.from_user, "language_code", None), optional=True)):
             return "malformed callback_query"
@@ -158,6 +158,8 @@ def _button(update: Update, settings: Settings, received_at: float) -> Action:
     names, or a short explanation when that cannot be done. Anyone in a group may press."""
     query = update.callback_query
     assert query is not None
+    if not query.id:  # nothing to answer it with (Telegram always sends one)
+        return Ignore("callback query without an id")
     language = query.from_user.language_code if query.from_user else None
 
     def answer(reason: str, key: str | None = None) -> Answer:

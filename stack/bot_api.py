@@ -527,6 +527,8 @@ class BotApiServer(ThreadedServer):
             result.pop("reply_markup", None)
         if not entities:
             result.pop(entity_key, None)
+        if key == "caption" and caption is None:  # no caption: the caption was removed
+            result.pop("caption", None)
         return self._keep(result)
 
     def _edit_media(self, params: dict[str, Any],

@@ -4,9 +4,11 @@ tests/test_worker_spec_messages.py).
 
 The webhook answers every update Telegram could send with 200 (never a 4xx, which
 would make Telegram deliver it again and again, nor a 5xx); it publishes a job only for
-a new message with an image it is asked about, answers only private messages and
-commands, with a Bot API call the spec accepts, and every job it publishes decodes in
-the worker. The example count: `tests/telegram_updates.py` `example_count()`.
+a new message with an image it is asked about (answered "sending photo…") or a press of
+one of its buttons on an answer to one (answered `answerCallbackQuery`, as every press
+is), answers only private messages and commands, with a Bot API call the spec accepts,
+and every job it publishes decodes in the worker. The example count:
+`tests/telegram_updates.py` `example_count()`.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _images(message: dict[str, Any]) -> set[str]:
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(update=GENERATED.updates())
-def test_every_kind_of_update_gets_200_and_only_photos_become_jobs(update):
+def test_every_kind_of_update_gets_200_and_only_images_and_buttons_become_jobs(update):
     assert check_value(SPEC, "Update", update, "update").ok  # the strategies' own promise
     kind = next(k for k in update if k != "update_id")
     _kinds[kind] += 1
@@ -84,6 +86,9 @@ def test_every_kind_of_update_gets_200_and_only_photos_become_jobs(update):
         _outcomes["too large"] += 1
         return
     assert status == 200, (status, answer)
+    if "callback_query" in update:
+        _check_button(update["callback_query"], answer, publisher.jobs)
+        return
     message = update.get("message")
     chat_type = (message or {}).get("chat", {}).get("type")
     if message is None or chat_type not in ("private", "group", "supergroup"):
@@ -101,17 +106,44 @@ def test_every_kind_of_update_gets_200_and_only_photos_become_jobs(update):
         assert (job.update_id, job.chat_id, job.chat_type) == (
             update["update_id"], message["chat"]["id"], chat_type)
     if answer:
-        call = json.loads(answer)
-        name = call.pop("method")
-        request = check_request(SPEC, SPEC.method(name), call)
-        assert request.error is None and not request.unknown, (request.problems,
-                                                                request.unknown)
-        assert set(call) <= set(USAGE["sends"][name]), "a field missing from the usage list"
+        name, call = _checked_call(answer)
         assert call["chat_id"] == message["chat"]["id"]
-    assert len(publisher.jobs) + bool(answer) <= 1, "one job or one answer, not both"
+        assert (name == "sendChatAction") == bool(publisher.jobs), "a job shows sending photo"
+    assert len(publisher.jobs) <= 1, "one job at most"
     if chat_type == "private":
         assert publisher.jobs or answer, "a private message always gets something back"
     _outcomes["job" if publisher.jobs else "answered" if answer else "ignored"] += 1
+
+
+def _checked_call(answer: str) -> tuple[str, dict[str, Any]]:
+    """The Bot API call in a response body, checked against the spec and the usage list."""
+    call = json.loads(answer)
+    name = call.pop("method")
+    request = check_request(SPEC, SPEC.method(name), call)
+    assert request.error is None and not request.unknown, (request.problems, request.unknown)
+    assert set(call) <= set(USAGE["sends"][name]), "a field missing from the usage list"
+    return name, call
+
+
+def _check_button(query: dict[str, Any], answer: str, jobs: list[Job]) -> None:
+    """Every press is answered; a job only for the bot's own button data on an answer to
+    a message with an image, redrawing that answer."""
+    if not query["id"]:  # the spec allows an empty id; there is nothing to answer then
+        assert (answer, jobs) == ("", [])
+        _outcomes["button ignored"] += 1
+        return
+    assert answer, "every press is answered"
+    name, call = _checked_call(answer)
+    assert (name, call["callback_query_id"]) == ("answerCallbackQuery", query["id"])
+    assert len(jobs) <= 1
+    for job in jobs:
+        assert Job.from_bytes(job.to_bytes()) == job
+        asked = query["message"]["reply_to_message"]
+        assert job.file_id in _images(asked) and job.message_id == asked["message_id"]
+        assert (job.view, job.edit_message_id) == (query["data"],
+                                                   query["message"]["message_id"])
+        assert "text" not in call  # a followed button needs no explanation
+    _outcomes["button job" if jobs else "button answered"] += 1
 
 
 def test_zz_generated_update_figures():

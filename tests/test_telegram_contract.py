@@ -14,6 +14,7 @@ import asyncio
 import copy
 import io
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +27,7 @@ import telegram
 from PIL import Image
 
 from functions.worker_telegram import TelegramClient
+from shared.followups import FIRST_ANSWER, keyboard
 from stack import bot_api
 from stack.bot_api import BotApiServer, ContractViolation
 from stack.telegram_spec.check import (
@@ -206,6 +208,22 @@ def _calls(api: BotApiServer) -> dict[str, tuple[str, dict[str, Any]]]:
         "editmessagetext": ("editMessageText", {"chat_id": 7, "message_id": 1000,
                                                 "text": "edited"}),
         "editmessagecaption": ("editMessageCaption", {"chat_id": 7, "message_id": 1001}),
+        # The photo sent above (message 1001 of chat -1007), given a new picture.
+        "editmessagemedia": ("editMessageMedia", {
+            "chat_id": -1007, "message_id": 1001,
+            "media": {"type": "photo", "media": photo["file_id"], "caption": "new"},
+            "reply_markup": {"inline_keyboard": [[{"text": "More",
+                                                   "callback_data": "la1:a:1"}]]}}),
+        "answercallbackquery": ("answerCallbackQuery", {
+            "callback_query_id": api.new_callback_query_id(), "text": "ok"}),
+        "setmycommands": ("setMyCommands", {"commands": [{"command": "start",
+                                                          "description": "Start"}],
+                                            "language_code": "ru"}),
+        "getmycommands": ("getMyCommands", {"language_code": "ru"}),
+        "setmydescription": ("setMyDescription", {"description": "A bot"}),
+        "getmydescription": ("getMyDescription", {}),
+        "setmyshortdescription": ("setMyShortDescription", {"short_description": "Bot"}),
+        "getmyshortdescription": ("getMyShortDescription", {"language_code": "de"}),
         "setwebhook": ("setWebhook", {"url": "https://example.org/hook",
                                       "allowed_updates": ["message"],
                                       "secret_token": "s"}),
@@ -264,12 +282,20 @@ def test_the_workers_calls_are_valid_and_in_the_usage_list(api):
     """The worker's client, against the strict server: every field it sends is in the
     spec (the fixture fails otherwise) and in tests/bot_api_usage.json."""
     client = TelegramClient(TOKEN, api.url, timeout=10, max_retry_after=1)
+    buttons = keyboard(FIRST_ANSWER, True, True, "en")
     try:
         file_id = api.add_photo(jpeg())[-1]["file_id"]
         client.download(file_id)
-        client.send_photo(5, jpeg(), "<b>Ann</b> — 91%", reply_to=3, parse_mode="HTML")
+        # A job that waited: "sending photo…" again, then the answer with its buttons.
+        with client.upload_photo_action(5, since=time.time() - 10):
+            sent = client.send_photo(5, jpeg(), "<b>Ann</b> — 91%", reply_to=3,
+                                     parse_mode="HTML", reply_markup=buttons)
         client.send_text(5, '<a href="https://example.org">Ann</a>', reply_to=3,
-                         parse_mode="HTML")
+                         parse_mode="HTML", reply_markup=buttons)
+        # A button pressed: the answer edited in place, in each of the three ways.
+        client.edit_photo(5, sent.message_id, jpeg(), "<b>Bo</b> — 80%", buttons, "HTML")
+        client.edit_caption(5, sent.message_id, "nobody", None)
+        client.edit_text(5, sent.message_id, "<i>Cy</i>", buttons, "HTML")
     finally:
         client.close()
     sent = {(c["method"], field) for c in api.calls if c["method"] != "download"
@@ -277,7 +303,9 @@ def test_the_workers_calls_are_valid_and_in_the_usage_list(api):
     listed = {(method, field) for method, fields in USAGE["sends"].items()
               for field in fields}
     assert sent <= listed, f"sent but not in {USAGE_FILE.name}: {sorted(sent - listed)}"
-    assert {m for m, _ in sent} == {"getFile", "sendPhoto", "sendMessage"}
+    assert {m for m, _ in sent} == {"getFile", "sendPhoto", "sendMessage", "sendChatAction",
+                                    "editMessageMedia", "editMessageCaption",
+                                    "editMessageText"}
     assert all(c["status"] == 200 for c in api.calls)
 
 
