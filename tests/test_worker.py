@@ -377,7 +377,12 @@ def celebrity_id(name: str) -> str:
 
 
 def ranked(caption: str) -> list[tuple[int, str]]:
-    return [(int(rank), name) for rank, name in re.findall(r"^(\d+)\. (.+?) — ", caption, re.M)]
+    """(rank, name) of each look-alike line: "N. NAME — P%" or "N. this may be NAME
+    themself" (the calibrated score's words for the person themself)."""
+    before, _, after = text("result_themself", "en", name="\x00").partition("\x00")
+    line = rf"^(\d+)\. (?:{re.escape(before)}(.+?){re.escape(after)}$|(.+?) — )"
+    return [(int(rank), themself or name)
+            for rank, themself, name in re.findall(line, caption, re.M)]
 
 
 def buttons(message: SentMessage) -> list[tuple[str, str]]:

@@ -395,7 +395,12 @@ def ranks(message: SentMessage) -> list[int]:
 
 
 def names(message: SentMessage) -> list[str]:
-    return re.findall(r"^\d+\. (.+?) — ", message.body, re.MULTILINE)
+    """The names of the look-alike lines ("N. NAME — P%" or "N. this may be NAME
+    themself")."""
+    before, _, after = text("result_themself", "en", name="\x00").partition("\x00")
+    line = rf"^\d+\. (?:{re.escape(before)}(.+?){re.escape(after)}$|(.+?) — )"
+    return [themself or name for themself, name in re.findall(line, message.body,
+                                                              re.MULTILINE)]
 
 
 def sexes(message: SentMessage) -> set[str]:
