@@ -50,13 +50,19 @@ from functions.worker_replies import (
 from functions.worker_telegram import TelegramClient
 from shared.config import Settings, bot_token
 from shared.images import ImageError
+from shared.index_versions import IndexMismatch
 from shared.instance import Lazy
 from shared.jobs import Job, MalformedJob
 from shared.matching import match_photo
+from shared.models import ModelError
 from shared.render import MAX_ROWS, render_jpeg
-from shared.storage import PreconditionFailed, open_store, set_retry_seconds
+from shared.storage import NotFound, PreconditionFailed, open_store, set_retry_seconds
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+# An instance that cannot load what it serves with: no index version in the bucket, model
+# files missing or wrong, a CPU without the wheels' instructions. A retry cannot fix
+# these; an operator must (infra/monitoring.sh alerts on the "not_ready" outcome).
+CANNOT_SERVE = (IndexMismatch, ModelError, NotFound)
 _DONE_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
@@ -156,12 +162,18 @@ def _answer(job: Job, instance: _Instance) -> str:
 
 def _reply(job: Job, instance: _Instance) -> str:
     settings, telegram = instance.settings, instance.telegram
-    assets = instance.assets.get()
     lang = job.language_code
 
     def problem(code: str) -> str:
         telegram.send_text(job.chat_id, problem_text(code, lang), job.message_id)
         return code
+
+    try:
+        assets = instance.assets.get()  # StoreError (storage away): raised, redelivered
+    except CANNOT_SERVE as exc:
+        log.error("cannot serve: %s", exc, extra={"fields": {
+            "job": job.key, "not_ready": type(exc).__name__}})
+        return problem("not_ready")
 
     try:
         data = telegram.download(job.file_id)

@@ -54,6 +54,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "image_too_large": ("This image has too many pixels for me. Please send it as a "
                             "photo, or a smaller image."),
         "download_failed": "I could not download this photo. Please send it again.",
+        "not_ready": ("I am not ready to look at photos yet. Please try again in a few "
+                      "minutes."),
     },
     "ru": {
         "start": (
@@ -101,6 +103,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "image_too_large": ("В этом изображении слишком много пикселей. Пришлите его как "
                             "фото или изображение поменьше."),
         "download_failed": "Не получилось скачать это фото. Пришлите его ещё раз.",
+        "not_ready": ("Я пока не готов смотреть фото. Попробуйте, пожалуйста, через "
+                      "несколько минут."),
     },
 }
 

@@ -24,7 +24,7 @@ from index_builder.publish import activate, publish
 from shared.config import DEMO_GALLERY
 from shared.jobs import Job
 from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
-from shared.storage import GcsStore, NotFound, StoreError
+from shared.storage import GcsStore
 from shared.texts import text
 from stack.bot_api import BotApiServer
 
@@ -278,15 +278,18 @@ def test_fresh_claim_by_another_worker_raises(env, api, labelled) -> None:
     assert api.sent == [] and api.downloads() == 0
 
 
-def test_storage_unavailable_at_cold_start_raises(env, api, monkeypatch, labelled,
-                                                  tmp_path) -> None:
+def test_missing_model_files_are_answered_not_ready(env, api, monkeypatch, labelled,
+                                                   tmp_path) -> None:
+    """Models not where the deployment says: a deployment error, answered and
+    acknowledged. Storage that is down instead is retried: tests/e2e/
+    test_reliability_faults.py::test_storage_down_at_cold_start_fails_fast_then_answers_once."""
     monkeypatch.setenv("LOOKALIKE_MODELS_URI", "gs://no-such-bucket-here/models")
     monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path / "empty-cache"))
     worker.instance_state.reset()
     event = pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes())
-    with pytest.raises((StoreError, NotFound)):
-        worker.handle_event(event)
-    assert api.sent == []
+    worker.handle_event(event)
+    [reply] = api.sent
+    assert reply.text == text("not_ready", "en")
 
 
 def test_no_user_photo_touches_the_disk_and_the_token_stays_out_of_logs(
@@ -342,3 +345,39 @@ def test_index_refresh_swaps_in_a_new_version(env, api, bucket, cache_dir, monke
         assert [m.method for m in api.sent] == ["sendPhoto", "sendPhoto"]
     finally:
         activate(index, "v1")
+
+
+def test_no_index_version_is_answered_not_ready_and_acknowledged(
+        env, api, bucket, monkeypatch, labelled, caplog) -> None:
+    """A first deploy before any index: each photo gets one short answer, not ten minutes
+    of retries into the dead-letter topic; the first version published is then used."""
+    prefix = f"first-deploy-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("LOOKALIKE_INDEX_URI", f"gs://{bucket}/{prefix}/index")
+    monkeypatch.setenv("LOOKALIKE_INDEX_REFRESH_SECONDS", "0")
+    worker.instance_state.reset()
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]), language_code="ru")
+    with caplog.at_level(logging.INFO):
+        worker.handle_event(pubsub_event(job.to_bytes()))  # returns: acknowledged
+        worker.handle_event(pubsub_event(job.to_bytes()))  # a redelivery: skipped
+    [reply] = api.sent
+    assert reply.method == "sendMessage" and reply.text == text("not_ready", "ru")
+    assert reply.reply_to == job.message_id
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "cannot serve" in errors[0].getMessage()
+    assert [r.fields["outcome"] for r in caplog.records
+            if "outcome" in getattr(r, "fields", {})] == ["not_ready"]
+
+    publish(GcsStore(bucket, f"{prefix}/index"), DEMO_GALLERY, "v1")
+    later = job_for(photo(api, labelled["Barack_Obama"][-1]))
+    worker.handle_event(pubsub_event(later.to_bytes()))
+    assert [m.method for m in api.sent] == ["sendMessage", "sendPhoto"], api.sent[-1].text
+
+
+def test_a_cpu_without_the_wheels_instructions_is_answered_not_ready(
+        env, api, monkeypatch, labelled) -> None:
+    monkeypatch.setenv("LOOKALIKE_REQUIRED_CPU_FLAGS", "avx2,no_such_cpu_flag")
+    worker.instance_state.reset()
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]))
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    [reply] = api.sent
+    assert reply.text == text("not_ready", "en")
