@@ -96,6 +96,20 @@ ALLOWED_UPDATES=${ALLOWED_UPDATES:-'["message"]'}
 # instance's concurrency, so a single warm instance takes all of them.
 MAX_CONNECTIONS=${MAX_CONNECTIONS:-40}
 
+# -- alerts and budget (infra/monitoring.sh) ----------------------------------------
+# Alerts go to this address (an e-mail notification channel); empty: alert policies
+# exist but notify no one.
+ALERT_EMAIL=${ALERT_EMAIL:-}
+# The worker alert fires when more than this share of its pushes fail over 10 minutes.
+WORKER_ERROR_SHARE=${WORKER_ERROR_SHARE:-0.2}
+# The webhook alert fires above this many 5xx answers in 5 minutes (Telegram delivers
+# those updates again, so one Pub/Sub hiccup is not worth a page).
+WEBHOOK_5XX_THRESHOLD=${WEBHOOK_5XX_THRESHOLD:-5}
+# A monthly budget on the project, in the billing account's currency, with e-mails at
+# these shares of it (actual spend). docs/deploy.md has the cost per photo.
+BUDGET_AMOUNT=${BUDGET_AMOUNT:-50USD}
+BUDGET_THRESHOLDS=${BUDGET_THRESHOLDS:-0.5 0.9 1.0}
+
 # -- local tools --------------------------------------------------------------------
 # The index builder and the model lookup run locally with the project's virtualenv.
 PYTHON=${PYTHON:-}

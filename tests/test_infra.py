@@ -30,6 +30,7 @@ SCRIPTS = sorted(INFRA.glob("*.sh"))
 PROJECT = "lookalike-dry-run"
 # Never used by a dry run; a test fails if it shows up anywhere.
 TOKEN = "123456789:SENTINEL-bot-token-must-not-leak"
+ALERT_EMAIL = "ops@example.com"
 
 # What gcloud says when it has parsed a command and needs credentials to send it.
 AUTH_ERRORS = (
@@ -40,7 +41,9 @@ AUTH_ERRORS = (
 
 # Every script invocation the tests cover: (script, arguments, extra environment).
 RUNS = [
-    ("setup.sh", [], {}),
+    ("setup.sh", [], {"ALERT_EMAIL": ALERT_EMAIL}),
+    ("monitoring.sh", [], {}),  # without an e-mail address: policies notify no one
+    ("status.sh", [], {}),
     # The fast wheels are covered by the tests at the end, where they skip without them.
     ("deploy.sh", [], {"WORKER_WHEELS": "pypi"}),
     ("deploy.sh", ["worker"], {"WORKER_WHEELS": "pypi"}),
@@ -591,3 +594,194 @@ def test_spark_build_refuses_local_photos(tmp_path):
                                "--engine", "spark"], env)
     assert result.returncode != 0 and "--photos gs://" in result.stderr
     assert result.stdout == ""
+
+
+# -- monitoring.sh: metrics, alerts, dashboard, budget; status.sh ------------------------
+
+MONITORING = INFRA / "monitoring"
+METRIC_FILES = sorted((MONITORING / "metrics").glob("*.json"))
+POLICY_FILES = sorted((MONITORING / "policies").glob("*.json"))
+
+
+def _flag(argv: list[str], name: str) -> str:
+    [value] = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"--{name}=")]
+    return value
+
+
+def _monitoring_commands(output: str) -> dict[str, list[list[str]]]:
+    """The creating commands of a monitoring dry run, by kind."""
+    kinds = {"metric": ["logging", "metrics", "create"],
+             "channel": ["beta", "monitoring", "channels", "create"],
+             "policy": ["alpha", "monitoring", "policies", "create"],
+             "dashboard": ["monitoring", "dashboards", "create"],
+             "budget": ["billing", "budgets", "create"]}
+    commands = _commands(output)
+    return {kind: [argv for argv in commands if argv[1:1 + len(words)] == words]
+            for kind, words in kinds.items()}
+
+
+def test_setup_creates_metrics_alerts_dashboard_and_budget(dry_runs):
+    made = _monitoring_commands(dry_runs[("setup.sh",)].stdout)
+    assert sorted(argv[4] for argv in made["metric"]) == [p.stem for p in METRIC_FILES]
+    for argv in made["metric"]:
+        assert Path(_flag(argv, "config-from-file")).is_file()
+    [channel] = made["channel"]
+    assert "--type=email" in channel and f"--channel-labels=email_address={ALERT_EMAIL}" in channel
+    policies = [json.loads(_flag(argv, "policy")) for argv in made["policy"]]
+    assert len(policies) == len(POLICY_FILES) == 4
+    channel_name = f"projects/{PROJECT}/notificationChannels/0"  # the dry run's placeholder
+    assert all(p["notificationChannels"] == [channel_name] for p in policies)
+    filters = {p["displayName"]: json.dumps(p["conditions"]) for p in policies}
+    dead = filters["lookalike: dead-letter subscription not empty"]
+    assert "num_undelivered_messages" in dead and '\\"lookalike-jobs-dead\\"' in dead
+    errors = filters["lookalike: worker errors"]
+    assert "denominatorFilter" in errors and '\\"lookalike-worker\\"' in errors
+    assert '\\"lookalike-webhook\\"' in filters["lookalike: webhook 5xx"]
+    quiet = next(p for p in policies if p["combiner"] == "AND")
+    assert {"conditionThreshold", "conditionAbsent"} == {
+        key for c in quiet["conditions"] for key in c if key.startswith("condition")}
+    assert next(c["conditionAbsent"]["duration"] for c in quiet["conditions"]
+                if "conditionAbsent" in c) == "900s"
+    [dashboard] = made["dashboard"]
+    titles = [w["title"] for w in json.loads(_flag(dashboard, "config"))["gridLayout"]["widgets"]]
+    for word in ("Updates", "outcome", "p50 and p95", "cold starts", "Instances", "Dead letters"):
+        assert any(word in title for title in titles), (word, titles)
+    [budget] = made["budget"]
+    assert _flag(budget, "budget-amount") == "50USD"
+    assert [arg for arg in budget if arg.startswith("--threshold-rule=")] == [
+        "--threshold-rule=percent=0.5", "--threshold-rule=percent=0.9",
+        "--threshold-rule=percent=1.0"]
+    assert _flag(budget, "notifications-rule-monitoring-notification-channels") == channel_name
+
+
+def test_monitoring_without_an_address_notifies_no_one(dry_runs):
+    result = dry_runs[("monitoring.sh",)]
+    made = _monitoring_commands(result.stdout)
+    assert made["channel"] == [] and "ALERT_EMAIL is empty" in result.stderr
+    assert all(json.loads(_flag(argv, "policy"))["notificationChannels"] == []
+               for argv in made["policy"])
+    assert not any(arg.startswith("--notifications-rule") for arg in made["budget"][0])
+
+
+def test_monitoring_finds_what_exists_by_name(dry_runs):
+    """Re-runnable: each create follows a lookup of the same kind of resource (a dry run
+    finds nothing, so it shows the creates)."""
+    commands = _commands(dry_runs[("monitoring.sh",)].stdout)
+    creates = [i for i, argv in enumerate(commands) if "create" in argv[1:5]]
+    assert len(creates) == len(METRIC_FILES) + len(POLICY_FILES) + 2  # + dashboard, budget
+    for i in creates:
+        verb = commands[i].index("create")
+        lookup = commands[i - 1]
+        assert lookup[:verb] == commands[i][:verb], (lookup, commands[i])
+        assert lookup[verb] in {"describe", "list"}, lookup
+
+
+_SCHEMA_CHECK = r"""
+import json, sys
+from apitools.base.py import encoding
+from apitools.base.protorpclite import messages
+from googlecloudsdk.generated_clients.apis.logging.v2 import logging_v2_messages as logging
+from googlecloudsdk.generated_clients.apis.monitoring.v1 import monitoring_v1_messages as v1
+from googlecloudsdk.generated_clients.apis.monitoring.v3 import monitoring_v3_messages as v3
+kinds = {"metric": logging.LogMetric, "policy": v3.AlertPolicy, "dashboard": v1.Dashboard}
+
+def unknown(message, path):
+    found = [f"{path}.{name}" for name in message.all_unrecognized_fields()]
+    for field in message.all_fields():
+        value = message.get_assigned_value(field.name)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, messages.Message):
+                found += unknown(item, f"{path}.{field.name}")
+    return found
+
+problems = []
+for kind, text in json.load(sys.stdin):
+    message = encoding.JsonToMessage(kinds[kind], text)
+    problems += unknown(message, kind)
+print(json.dumps(problems))
+"""
+
+
+def test_monitoring_json_has_only_fields_the_apis_know(dry_runs):
+    """gcloud passes unknown JSON fields on to the API unchecked; its own API message
+    classes (Cloud Logging v2, Cloud Monitoring v3 and the dashboards' v1) name them."""
+    gcloud = Path(os.path.realpath(_require("gcloud")))
+    sdk = gcloud.parent.parent
+    python = sdk / "platform" / "bundledpythonunix" / "bin" / "python3"
+    if not python.exists():
+        pytest.skip(f"no Python bundled with gcloud under {sdk}")
+    made = _monitoring_commands(dry_runs[("setup.sh",)].stdout)
+    documents = [("metric", Path(_flag(argv, "config-from-file")).read_text())
+                 for argv in made["metric"]]
+    documents += [("policy", _flag(argv, "policy")) for argv in made["policy"]]
+    documents += [("dashboard", _flag(argv, "config")) for argv in made["dashboard"]]
+    result = subprocess.run(
+        [str(python), "-c", _SCHEMA_CHECK], input=json.dumps(documents),
+        env={**os.environ, "PYTHONPATH": f"{sdk / 'lib'}:{sdk / 'lib' / 'third_party'}"},
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    assert len(documents) == len(METRIC_FILES) + len(POLICY_FILES) + 1
+
+
+def _logged_names() -> str:
+    """The source the functions log from: structured fields are dict keys or keyword
+    arguments there."""
+    return "\n".join(p.read_text() for top in ("functions", "shared")
+                     for p in (REPO / top).rglob("*.py"))
+
+
+def test_metrics_read_fields_the_functions_log():
+    source = _logged_names()
+    texts = [p.read_text() for p in METRIC_FILES + POLICY_FILES] + [
+        (MONITORING / "dashboard.json").read_text()]
+    import re
+
+    fields = {name for text in texts for name in re.findall(r"jsonPayload\.(\w+)", text)}
+    assert fields >= {"outcome", "ms", "cold_start_ms", "component", "message"}
+    for name in fields - {"message"}:
+        assert re.search(rf'"{name}"|\b{name}=', source), f"nothing logs {name}"
+    for metric in METRIC_FILES:
+        config = json.loads(metric.read_text())
+        for message in re.findall(r'jsonPayload\.message=\\?"([^"\\]+)', config["filter"]):
+            assert f'"{message}"' in source, message
+    # The policies and the dashboard chart only metrics monitoring.sh creates.
+    used = {name for text in texts
+            for name in re.findall(r"logging\.googleapis\.com/user/(\w+)", text)}
+    assert used <= {p.stem for p in METRIC_FILES}, used
+    # Outcomes the policies single out are outcomes the worker logs.
+    outcomes = {value for text in texts
+                for value in re.findall(r'metric\.labels\.outcome=\\"(\w+)', text)}
+    for outcome in outcomes:
+        assert f'"{outcome}"' in source, outcome
+
+
+def test_status_shows_revisions_index_webhook_dead_letters_and_errors(dry_runs):
+    result = dry_runs[("status.sh",)]
+    commands = _commands(result.stdout)
+    described = [argv[3] for argv in commands if argv[1:3] == ["functions", "describe"]]
+    assert described == ["lookalike-webhook", "lookalike-worker"]
+    assert ["gcloud", "storage", "cat", f"gs://{PROJECT}-lookalike/index/current.json",
+            f"--project={PROJECT}"] in commands
+    assert any(argv[1:3] == ["storage", "du"] for argv in commands)
+    stdin = [line for line in result.stdout.splitlines() if line.startswith("# stdin:")]
+    assert any("/getWebhookInfo" in line for line in stdin)
+    assert any("Bearer <ACCESS_TOKEN>" in line for line in stdin)
+    monitoring = next(argv for argv in commands if argv[0] == "curl" and
+                      any("monitoring.googleapis.com" in arg for arg in argv))
+    assert monitoring[monitoring.index("--config") + 1] == "-"
+    assert any("num_undelivered_messages" in arg and "lookalike-jobs-dead" in arg
+               for arg in monitoring)
+    read = next(argv for argv in commands if argv[1:3] == ["logging", "read"])
+    assert any(arg.startswith("severity>=ERROR") for arg in read)
+
+
+def test_setup_publishes_the_demo_gallery_into_an_empty_index(dry_runs):
+    commands = _commands(dry_runs[("setup.sh",)].stdout)
+    [publish] = [argv for argv in commands if argv[1:4] == ["-m", "index_builder", "publish"]]
+    assert publish[4:] == ["demo/gallery", "--out", f"gs://{PROJECT}-lookalike/index", "--first"]
+    assert (REPO / publish[4] / "manifest.json").is_file()
+    # After the model files (a version's manifest names the models it was built with).
+    assert commands.index(publish) > next(i for i, argv in enumerate(commands)
+                                          if argv[1:3] == ["storage", "cp"])
