@@ -36,10 +36,15 @@ WORKER_FUNCTION=${WORKER_FUNCTION:-lookalike-worker}
 # RUNTIME=python312 works too. infra/deploy.sh refuses a mismatch.
 RUNTIME=${RUNTIME:-python311}
 # fast: the worker ships dlib (AVX2 + FMA, OpenBLAS) and nmslib (AVX2 + FMA) wheels built by
-# packaging/, faster per face descriptor and per index query (docs/performance.md); each
-# instance then checks its CPU has AVX2 and FMA. pypi: the PyPI wheels of
-# requirements.txt, slower but for any x86-64 CPU.
-WORKER_WHEELS=${WORKER_WHEELS:-fast}
+# packaging/, faster per face descriptor and per index query (docs/performance.md),
+# compiled on first use (15-30 min); each instance then checks its CPU has AVX2 and FMA.
+# pypi: the PyPI wheels of requirements.txt, slower but for any x86-64 CPU. auto: fast
+# when they are already built, fit RUNTIME_GLIBC and the local Python is RUNTIME's
+# version; otherwise pypi, saying why. auto never compiles.
+WORKER_WHEELS=${WORKER_WHEELS:-auto}
+# glibc of RUNTIME's base image: python311 runs on Ubuntu 22.04 (google-22), glibc 2.35.
+# A wheel's manylinux_2_X tag names the oldest glibc it runs on; X must not exceed this.
+RUNTIME_GLIBC=${RUNTIME_GLIBC:-2.35}
 # glibc's malloc asks for transparent huge pages for large blocks (glibc >= 2.35), so the
 # index's graph sits in 2 MB pages: fewer TLB misses in its random walk, faster queries
 # on a million-entry index (docs/performance.md). Empty: glibc's default.

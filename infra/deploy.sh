@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Deploy (or redeploy) the two Cloud Functions from the repository root, then attach
 # the dead-letter topic and retry policy to the worker's trigger subscription.
-# Usage: [DRY_RUN=1] [WORKER_WHEELS=fast|pypi] [KEEP_STAGING=1] infra/deploy.sh [all|worker|webhook]
+# Usage: [DRY_RUN=1] [WORKER_WHEELS=auto|fast|pypi] [KEEP_STAGING=1] infra/deploy.sh [all|worker|webhook]
 #
-# With WORKER_WHEELS=fast (infra/config.sh) the worker deploys from a staging copy of
-# what .gcloudignore lets upload, plus wheels/ with the dlib and nmslib wheels built by
-# packaging/ (cached after the first build); its requirements.txt installs those files
-# instead of dlib-bin and PyPI nmslib. KEEP_STAGING=1 keeps that copy for inspection.
+# With the fast wheels the worker deploys from a staging copy of what .gcloudignore lets
+# upload, plus wheels/ with the dlib and nmslib wheels built by packaging/ (cached after
+# the first build); its requirements.txt installs those files instead of dlib-bin and
+# PyPI nmslib. KEEP_STAGING=1 keeps that copy for inspection. WORKER_WHEELS=auto (the
+# default) takes them only when they are already built and fit the runtime, and never
+# compiles; fast builds them when needed (15-30 minutes) and stops when they cannot fit.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,8 +22,8 @@ esac
 cd "$REPO_ROOT"
 KEEP_STAGING=${KEEP_STAGING:-0}
 case $WORKER_WHEELS in
-    fast | pypi) ;;
-    *) die "WORKER_WHEELS must be fast or pypi, not '$WORKER_WHEELS'" ;;
+    auto | fast | pypi) ;;
+    *) die "WORKER_WHEELS must be auto, fast or pypi, not '$WORKER_WHEELS'" ;;
 esac
 
 # The Python of RUNTIME's version (python311 -> 3.11): $PYTHON when it is that version,
@@ -49,21 +51,72 @@ allowed_paths() {
     done <"$REPO_ROOT/.gcloudignore"
 }
 
+# The oldest glibc a wheel runs on, from its manylinux_2_X platform tags (the lowest of
+# them when it has several), as 2.X; nothing when it has no such tag.
+wheel_glibc() {
+    local name=${1##*/}
+    grep -o 'manylinux_2_[0-9]*' <<<"$name" | sed 's/manylinux_2_/2./' | sort -t. -k2 -n |
+        head -n1
+}
+
+# Whether glibc version $1 (2.X) is at most $2 (2.Y).
+glibc_at_most() { (( ${1#2.} <= ${2#2.} )); }
+
+# Choose the worker's wheels: sets fast_dlib and fast_nmslib to the wheels to stage, or
+# leaves them empty for the PyPI wheels. auto never builds; it says why it falls back.
+fast_dlib=
+fast_nmslib=
+choose_worker_wheels() {
+    [[ $WORKER_WHEELS == pypi ]] && return 0
+    local want python reason='' wheel glibc cached_only=0
+    [[ $WORKER_WHEELS == auto ]] && cached_only=1
+    [[ $RUNTIME =~ ^python3([0-9]+)$ ]] || die "RUNTIME must look like python311, not '$RUNTIME'"
+    want=3.${BASH_REMATCH[1]}
+    [[ $RUNTIME_GLIBC =~ ^2\.[0-9]+$ ]] || die "RUNTIME_GLIBC must look like 2.35, not '$RUNTIME_GLIBC'"
+    if ! python=$(runtime_python "$want"); then
+        reason="neither PYTHON (${PYTHON:-unset}) nor python$want on PATH is Python $want,"
+        reason+=" the runtime's version, which builds the wheels"
+        [[ $WORKER_WHEELS == fast ]] && die "RUNTIME=$RUNTIME: $reason; set PYTHON to a" \
+            "Python $want, or deploy the PyPI wheels with WORKER_WHEELS=pypi"
+    fi
+    if [[ -z $reason ]]; then
+        [[ $cached_only == 1 ]] || log "fast wheels for $RUNTIME (built by $python once, then cached)"
+        if ! fast_dlib=$(CACHED_ONLY=$cached_only PYTHON=$python \
+                "$REPO_ROOT/packaging/build_dlib_wheel.sh") ||
+            ! fast_nmslib=$(CACHED_ONLY=$cached_only PYTHON=$python \
+                "$REPO_ROOT/packaging/build_nmslib_wheel.sh"); then
+            reason="the fast wheels are not built for $RUNTIME"
+            [[ $WORKER_WHEELS == fast ]] && die "$reason (packaging/build_dlib_wheel.sh," \
+                "packaging/build_nmslib_wheel.sh); or use WORKER_WHEELS=pypi"
+        fi
+    fi
+    if [[ -z $reason ]]; then
+        for wheel in "$fast_dlib" "$fast_nmslib"; do
+            glibc=$(wheel_glibc "$wheel")
+            if [[ -z $glibc ]] || ! glibc_at_most "$glibc" "$RUNTIME_GLIBC"; then
+                reason="${wheel##*/} needs glibc ${glibc:-of an unknown manylinux tag}, the"
+                reason+=" runtime has $RUNTIME_GLIBC (RUNTIME_GLIBC)"
+                [[ $WORKER_WHEELS == fast ]] && die "$reason; rebuild the wheels on a machine" \
+                    "with glibc $RUNTIME_GLIBC or older, or use WORKER_WHEELS=pypi"
+                break
+            fi
+        done
+    fi
+    if [[ -n $reason ]]; then
+        fast_dlib='' fast_nmslib=''
+        log "WORKER_WHEELS=auto: the worker gets the PyPI dlib-bin and nmslib wheels" \
+            "($reason). For about 3x faster face descriptors build the fast wheels once" \
+            "(15-30 min): WORKER_WHEELS=fast infra/deploy.sh worker"
+        return 0
+    fi
+    log "the worker gets the fast wheels: ${fast_dlib##*/}, ${fast_nmslib##*/}" \
+        "(glibc <= $RUNTIME_GLIBC, Python $want)"
+}
+
 # Fill directory STAGE with the worker's upload: the allowed files, wheels/ with the two
 # fast wheels, and a requirements.txt that installs them instead of the PyPI ones.
 stage_worker_source() {
-    local stage=$1 want python dlib nmslib line replaced=0
-    [[ $RUNTIME =~ ^python3([0-9]+)$ ]] || die "RUNTIME must look like python311, not '$RUNTIME'"
-    want=3.${BASH_REMATCH[1]}
-    python=$(runtime_python "$want") || die "RUNTIME=$RUNTIME needs wheels built by Python" \
-        "$want, but neither PYTHON (${PYTHON:-unset}) nor python$want on PATH is that" \
-        "version: set PYTHON to a Python $want, or deploy the PyPI wheels with" \
-        "WORKER_WHEELS=pypi"
-    log "fast wheels for $RUNTIME (built by $python once, then cached)"
-    dlib=$(PYTHON=$python "$REPO_ROOT/packaging/build_dlib_wheel.sh") \
-        || die "no dlib wheel (packaging/build_dlib_wheel.sh); or use WORKER_WHEELS=pypi"
-    nmslib=$(PYTHON=$python "$REPO_ROOT/packaging/build_nmslib_wheel.sh") \
-        || die "no nmslib wheel (packaging/build_nmslib_wheel.sh); or use WORKER_WHEELS=pypi"
+    local stage=$1 dlib=$fast_dlib nmslib=$fast_nmslib line replaced=0
     local -a paths
     mapfile -t paths < <(allowed_paths)
     tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.py[cod]' -cf - "${paths[@]}" \
@@ -91,7 +144,10 @@ worker_env=()
 if [[ -n $WORKER_GLIBC_TUNABLES ]]; then
     worker_env+=("GLIBC_TUNABLES=$WORKER_GLIBC_TUNABLES")
 fi
-if [[ $WORKER_WHEELS == fast && ($target == all || $target == worker) ]]; then
+if [[ $target == all || $target == worker ]]; then
+    choose_worker_wheels
+fi
+if [[ -n $fast_dlib ]]; then
     worker_source=$(mktemp -d "${TMPDIR:-/tmp}/lookalike-worker.XXXXXX")
     if [[ $KEEP_STAGING == 1 ]]; then
         log "KEEP_STAGING=1: $worker_source stays after the deployment"

@@ -506,17 +506,73 @@ def test_runtime_without_a_matching_python_stops_before_gcloud(tmp_path):
     stubs, calls = _recording_stubs(tmp_path)
     _stub_bin(tmp_path, {"python3.12": "echo 'python3.12: command not found' >&2; exit 127\n"})
     env = _deploy_env(tmp_path, stubs, RUNTIME="python312", PYTHON=sys.executable)
-    result = _run("deploy.sh", [], env)
+    result = _run("deploy.sh", [], {**env, "WORKER_WHEELS": "fast"})
     assert result.returncode != 0
     assert "RUNTIME=python312" in result.stderr and "WORKER_WHEELS=pypi" in result.stderr
     assert _commands(result.stdout) == [] and not calls.exists()
     assert not list(tmp_path.glob("lookalike-worker.*"))  # the staging went too
-    # The PyPI wheels need no local Python of that version; the webhook alone neither.
-    for args, extra in (([], {"WORKER_WHEELS": "pypi"}), (["webhook"], {})):
+    # The PyPI wheels need no local Python of that version; the webhook alone neither;
+    # auto (the default) falls back to the PyPI wheels and says why.
+    for args, extra in (([], {"WORKER_WHEELS": "pypi"}), (["webhook"], {}), ([], {})):
         ok = _run("deploy.sh", args, {**env, **extra})
         assert ok.returncode == 0, ok.stderr
         for argv in _deploys(ok.stdout).values():
             assert {"--runtime=python312", "--source=."} <= set(argv)
+    assert "python3.12 on PATH is Python 3.12" in ok.stderr and "PyPI" in ok.stderr
+
+
+def test_auto_without_built_wheels_deploys_the_pypi_wheels_and_says_so(tmp_path):
+    """A first deploy on a machine that never built the fast wheels: no compiling."""
+    stubs, calls = _recording_stubs(tmp_path)
+    cache = tmp_path / "empty-wheel-cache"
+    env = {**_deploy_env(tmp_path, stubs, PYTHON=sys.executable),
+           "LOOKALIKE_WHEEL_CACHE": str(cache)}
+    result = _run("deploy.sh", [], env)
+    assert result.returncode == 0, result.stderr
+    worker = _deploys(result.stdout)["lookalike-worker"]
+    assert "--source=." in worker
+    assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in _env_vars(worker)
+    said = [line for line in result.stderr.splitlines() if "WORKER_WHEELS=auto" in line]
+    assert len(said) == 1, result.stderr
+    assert "PyPI" in said[0] and "not built" in said[0]
+    assert "WORKER_WHEELS=fast infra/deploy.sh" in said[0]  # how to build the fast ones
+    assert not (cache / "work").exists() and not calls.exists()  # nothing was built
+
+
+def _plant_wheels(cache: Path, dlib_tag: str, nmslib_tag: str) -> None:
+    """Files where packaging/ caches its wheels, named as auditwheel names them."""
+    blas = Path("/usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so")
+    if not blas.exists():
+        pytest.skip("the dlib wheel's cache key names Debian's libopenblas-serial version")
+    version = blas.resolve().name.removeprefix("libopenblas-").removesuffix(".so")
+    dlib = cache / f"dlib-20.0.1-avx2-openblas-serial-{version}-release-cp311"
+    nmslib = cache / "nmslib-2.1.2-avx2-cp311"
+    for folder, name in ((dlib, f"dlib-20.0.1-cp311-cp311-{dlib_tag}_x86_64.whl"),
+                         (nmslib, f"nmslib-2.1.2-cp311-cp311-{nmslib_tag}_x86_64.whl")):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+
+
+@pytest.mark.parametrize("dlib_tag", ["manylinux_2_35", "manylinux_2_39"])
+def test_auto_takes_built_wheels_only_when_their_glibc_fits_the_runtime(tmp_path, dlib_tag):
+    stubs, _ = _recording_stubs(tmp_path)
+    cache = tmp_path / "wheel-cache"
+    _plant_wheels(cache, dlib_tag, "manylinux_2_34")
+    env = {**_deploy_env(tmp_path, stubs, PYTHON=sys.executable),
+           "LOOKALIKE_WHEEL_CACHE": str(cache)}
+    result = _run("deploy.sh", ["worker"], env)
+    assert result.returncode == 0, result.stderr
+    worker = _deploys(result.stdout)["lookalike-worker"]
+    fits = dlib_tag == "manylinux_2_35"  # python311's base image has glibc 2.35
+    assert ("--source=." in worker) is not fits
+    assert ("LOOKALIKE_REQUIRED_CPU_FLAGS" in _env_vars(worker)) is fits
+    if not fits:
+        assert "needs glibc 2.39, the runtime has 2.35" in result.stderr
+        refused = _run("deploy.sh", ["worker"], {**env, "WORKER_WHEELS": "fast"})
+        assert refused.returncode != 0 and "needs glibc 2.39" in refused.stderr
+        assert _commands(refused.stdout) == []
+        newer = _run("deploy.sh", ["worker"], {**env, "RUNTIME_GLIBC": "2.39"})
+        assert "--source=." not in _deploys(newer.stdout)["lookalike-worker"]
 
 
 def test_pypi_wheels_upload_the_repository_requirements(dry_runs):
@@ -530,7 +586,7 @@ def test_pypi_wheels_upload_the_repository_requirements(dry_runs):
 def test_unknown_worker_wheels_is_refused(tmp_path):
     stubs, _ = _recording_stubs(tmp_path)
     result = _run("deploy.sh", [], _deploy_env(tmp_path, stubs, WORKER_WHEELS="fastest"))
-    assert result.returncode != 0 and "WORKER_WHEELS must be fast or pypi" in result.stderr
+    assert result.returncode != 0 and "WORKER_WHEELS must be auto, fast or pypi" in result.stderr
     assert _commands(result.stdout) == []
 
 
