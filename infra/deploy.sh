@@ -18,7 +18,6 @@ case $target in
     all | worker | webhook) ;;
     *) die "usage: infra/deploy.sh [all|worker|webhook]" ;;
 esac
-# --source=. uploads the repository root, filtered by .gcloudignore.
 cd "$REPO_ROOT"
 KEEP_STAGING=${KEEP_STAGING:-0}
 case $WORKER_WHEELS in
@@ -113,33 +112,46 @@ choose_worker_wheels() {
         "(glibc <= $RUNTIME_GLIBC, Python $want)"
 }
 
-# Fill directory STAGE with the worker's upload: the allowed files, wheels/ with the two
-# fast wheels, and a requirements.txt that installs them instead of the PyPI ones.
-stage_worker_source() {
-    local stage=$1 dlib=$fast_dlib nmslib=$fast_nmslib line replaced=0
+# Fill directory STAGE with one function's upload: what .gcloudignore lets upload from the
+# repository, and as requirements.txt that function's lock (locks/, pinned with hashes,
+# `make lock`), which the buildpack installs. With the fast wheels (the worker), wheels/
+# holds them and the lock's dlib-bin and nmslib entries become these files, with their
+# hashes (pip's hash-checking mode takes a local wheel with a hash like any other).
+stage_source() {
+    local stage=$1 lock=$2 dlib=${3:-} nmslib=${4:-} line wheel skipping=0 replaced=0
     local -a paths
+    mkdir -p "$stage"
     mapfile -t paths < <(allowed_paths)
     tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.py[cod]' -cf - "${paths[@]}" \
         | tar -C "$stage" -xf -
     cp "$REPO_ROOT/.gcloudignore" "$stage/"
+    if [[ -z $dlib ]]; then
+        cp "$lock" "$stage/requirements.txt"
+        log "${stage##*/} source staged in $stage with ${lock#"$REPO_ROOT"/}"
+        return 0
+    fi
     mkdir "$stage/wheels"
     cp "$dlib" "$nmslib" "$stage/wheels/"
     # pip reads a path to a wheel as a requirement, relative to where it runs: the
     # buildpack runs it in the uploaded directory.
     while IFS= read -r line || [[ -n $line ]]; do
+        if ((skipping)) && [[ $line =~ ^[[:space:]]+--hash= ]]; then continue; fi
+        skipping=0
         case $line in
-            dlib-bin==*) line=./wheels/${dlib##*/} replaced=$((replaced + 1)) ;;
-            nmslib==*) line=./wheels/${nmslib##*/} replaced=$((replaced + 1)) ;;
+            dlib-bin==*) wheel=$dlib ;;
+            nmslib==*) wheel=$nmslib ;;
+            *) printf '%s\n' "$line"; continue ;;
         esac
-        printf '%s\n' "$line"
-    done <"$REPO_ROOT/requirements.txt" >"$stage/requirements.txt"
-    ((replaced == 2)) || die "requirements.txt needs one dlib-bin== and one nmslib== line"
+        printf './wheels/%s \\\n    --hash=sha256:%s\n' "${wheel##*/}" \
+            "$(sha256sum "$wheel" | cut -d' ' -f1)"
+        skipping=1 replaced=$((replaced + 1))
+    done <"$lock" >"$stage/requirements.txt"
+    ((replaced == 2)) || die "${lock#"$REPO_ROOT"/} needs one dlib-bin== and one nmslib== entry"
     log "worker source staged in $stage ($(du -sk "$stage" | cut -f1) KiB), with" \
         "these requirements.txt lines in place of dlib-bin and PyPI nmslib:"
     grep '^\./wheels/' "$stage/requirements.txt" | sed 's/^/    /' >&2
 }
 
-worker_source=.
 worker_env=()
 if [[ -n $WORKER_GLIBC_TUNABLES ]]; then
     worker_env+=("GLIBC_TUNABLES=$WORKER_GLIBC_TUNABLES")
@@ -147,16 +159,22 @@ fi
 if [[ $target == all || $target == worker ]]; then
     choose_worker_wheels
 fi
-if [[ -n $fast_dlib ]]; then
-    worker_source=$(mktemp -d "${TMPDIR:-/tmp}/lookalike-worker.XXXXXX")
-    if [[ $KEEP_STAGING == 1 ]]; then
-        log "KEEP_STAGING=1: $worker_source stays after the deployment"
-    else
-        trap 'rm -rf "$worker_source"' EXIT
-    fi
-    stage_worker_source "$worker_source"
+# Each function deploys from its own staged copy, so each installs only its lock.
+staging=$(mktemp -d "${TMPDIR:-/tmp}/lookalike-deploy.XXXXXX")
+if [[ $KEEP_STAGING == 1 ]]; then
+    log "KEEP_STAGING=1: $staging stays after the deployment"
+else
+    trap 'rm -rf "$staging"' EXIT
+fi
+worker_source=$staging/worker
+webhook_source=$staging/webhook
+if [[ $target == all || $target == worker ]]; then
+    stage_source "$worker_source" "$REPO_ROOT/locks/worker.txt" "$fast_dlib" "$fast_nmslib"
     # The wheels use AVX2 and FMA; an instance without them says so (shared/cpu.py).
-    worker_env+=("LOOKALIKE_REQUIRED_CPU_FLAGS=avx2,fma")
+    [[ -n $fast_dlib ]] && worker_env+=("LOOKALIKE_REQUIRED_CPU_FLAGS=avx2,fma")
+fi
+if [[ $target == all || $target == webhook ]]; then
+    stage_source "$webhook_source" "$REPO_ROOT/locks/webhook.txt"
 fi
 
 env_vars=(
@@ -243,11 +261,9 @@ deploy_webhook() {
     log "deploying $WEBHOOK_FUNCTION"
     # Telegram calls the webhook without Google credentials; the function checks the
     # X-Telegram-Bot-Api-Secret-Token header instead. THREADS lets functions-framework's
-    # gunicorn serve as many requests at once as Cloud Run sends. It deploys from the
-    # repository (--source=.) whatever WORKER_WHEELS says: it never imports dlib or nmslib,
-    # so the PyPI wheels (installed, unused) do, its upload stays small, and it runs on
-    # any CPU.
-    run gcloud functions deploy "$WEBHOOK_FUNCTION" "${common[@]}" --source=. \
+    # gunicorn serve as many requests at once as Cloud Run sends. Its lock has no face
+    # code (no dlib, nmslib, numpy or Pillow): it never imports any.
+    run gcloud functions deploy "$WEBHOOK_FUNCTION" "${common[@]}" --source="$webhook_source" \
         --entry-point=webhook \
         --trigger-http --allow-unauthenticated \
         --service-account="$WEBHOOK_SA_EMAIL" --ingress-settings=all \

@@ -9,6 +9,7 @@ unknown flag, a missing argument or a bad value fails earlier with another messa
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import shlex
@@ -184,6 +185,17 @@ def _deploys(output: str) -> dict[str, list[str]]:
     return {argv[3]: argv for argv in _commands(output) if argv[1:3] == ["functions", "deploy"]}
 
 
+def _source(argv: list[str]) -> Path:
+    """--source: each function deploys from its own staged copy of the repository."""
+    [source] = [arg.removeprefix("--source=") for arg in argv if arg.startswith("--source=")]
+    return Path(source)
+
+
+def _fast(argv: list[str]) -> bool:
+    """Whether a worker deploy ships the fast wheels (its instances then check the CPU)."""
+    return "LOOKALIKE_REQUIRED_CPU_FLAGS" in _env_vars(argv)
+
+
 def _env_vars(argv: list[str]) -> dict[str, str]:
     """--set-env-vars as gcloud reads it: comma-separated, or by another delimiter D
     announced as ^D^ (`gcloud topic escaping`)."""
@@ -199,8 +211,10 @@ def test_deploy_settings(dry_runs):
     commands = _commands(dry_runs[("deploy.sh",)].stdout)
     deploys = _deploys(dry_runs[("deploy.sh",)].stdout)
     worker, webhook = deploys["lookalike-worker"], deploys["lookalike-webhook"]
-    for argv in (worker, webhook):
-        assert {"--gen2", "--runtime=python311", "--source=."} <= set(argv)
+    for argv, name in ((worker, "worker"), (webhook, "webhook")):
+        assert {"--gen2", "--runtime=python311"} <= set(argv)
+        assert _source(argv).name == name
+        assert _source(argv).parent.name.startswith("lookalike-deploy.")
     assert {"--entry-point=worker", "--trigger-topic=lookalike-jobs", "--retry",
             "--concurrency=1", "--cpu=1", "--ingress-settings=internal-only",
             "--set-secrets=TELEGRAM_BOT_TOKEN=lookalike-bot-token:latest"} <= set(worker)
@@ -386,7 +400,8 @@ def _recording_stubs(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def fast_deploy(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """`deploy.sh` with the default WORKER_WHEELS=fast; the staged source is kept."""
+    """`deploy.sh` with the default WORKER_WHEELS=auto and both fast wheels built; the
+    staged sources are kept."""
     if not _fast_wheels_cached():
         pytest.skip(f"no cached cp311 dlib and nmslib wheels under {WHEEL_CACHE} "
                     "(packaging/build_dlib_wheel.sh, packaging/build_nmslib_wheel.sh)")
@@ -396,9 +411,8 @@ def fast_deploy(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     assert result.returncode == 0, result.stderr
     assert not calls.exists(), f"a dry run called out: {calls.read_text()}"
     worker = _deploys(result.stdout)["lookalike-worker"]
-    [source] = [arg.removeprefix("--source=") for arg in worker if arg.startswith("--source=")]
-    staged = Path(source)
-    assert staged.parent == tmp and staged.is_dir(), source
+    staged = _source(worker)
+    assert staged.parent.parent == tmp and staged.is_dir(), staged
     return result, staged
 
 
@@ -409,8 +423,9 @@ def test_fast_wheels_deploy_the_worker_from_a_staged_copy(fast_deploy):
     deploys = _deploys(result.stdout)
     worker, webhook = deploys["lookalike-worker"], deploys["lookalike-webhook"]
     assert "--runtime=python311" in worker and "--runtime=python311" in webhook
-    # The webhook never imports dlib: the repository, as uploaded before.
-    assert "--source=." in webhook
+    # The webhook never imports dlib: its own copy, without wheels.
+    assert _source(webhook) == staged.parent / "webhook"
+    assert not (staged.parent / "webhook" / "wheels").exists()
     assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in _env_vars(webhook)
     env = _env_vars(worker)
     assert env["LOOKALIKE_REQUIRED_CPU_FLAGS"] == "avx2,fma"
@@ -440,13 +455,9 @@ def test_staged_source_is_the_allow_list_plus_the_wheels(fast_deploy):
 
 def test_staged_requirements_install_the_staged_wheels(fast_deploy, tmp_path):
     _, staged = fast_deploy
-    original = (REPO / "requirements.txt").read_text().splitlines()
-    lines = (staged / "requirements.txt").read_text().splitlines()
-    assert len(lines) == len(original)
-    changed = {old: new for old, new in zip(original, lines, strict=True) if old != new}
-    assert sorted(old.split("==")[0] for old in changed) == ["dlib-bin", "nmslib"]
+    changed = _replaced_entries(staged)
     for old, new in changed.items():
-        project = "dlib" if old.startswith("dlib-bin==") else "nmslib"
+        project = "dlib" if old == "dlib-bin" else "nmslib"
         assert new.startswith(f"./wheels/{project}-") and new.endswith(".whl"), new
         wheel = staged / new
         assert wheel.is_file(), new
@@ -463,6 +474,40 @@ def test_staged_requirements_install_the_staged_wheels(fast_deploy, tmp_path):
         [item] = json.loads((tmp_path / f"{project}.json").read_text())["install"]
         assert item["metadata"]["name"] == project
         assert item["download_info"]["url"] == wheel.resolve().as_uri()
+
+
+def _entries(text: str) -> dict[str, list[str]]:
+    """A lock file's requirements: first line (name==version or path) -> its hashes."""
+    entries: dict[str, list[str]] = {}
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--hash="):
+            entries[current].append(stripped.removesuffix(" \\").removeprefix("--hash="))
+        elif line and not line[0].isspace() and not line.startswith("#"):
+            current = line.removesuffix(" \\").split(" ;")[0]
+            entries[current] = []
+    return entries
+
+
+def _replaced_entries(staged: Path) -> dict[str, str]:
+    """The staged requirements.txt against locks/worker.txt: every entry the same except
+    dlib-bin's and nmslib's, which name the staged wheels with their sha256. Returns
+    {project: wheel path}."""
+    lock = _entries((REPO / "locks" / "worker.txt").read_text())
+    staged_entries = _entries((staged / "requirements.txt").read_text())
+    replaced = {}
+    for line, hashes in staged_entries.items():
+        if line.startswith("./wheels/"):
+            digest = hashlib.sha256((staged / line).read_bytes()).hexdigest()
+            assert hashes == [f"sha256:{digest}"], line
+            replaced["dlib-bin" if "/dlib-" in line else "nmslib"] = line
+        else:
+            assert lock[line] == hashes, line
+    assert set(lock) - set(staged_entries) == {
+        next(k for k in lock if k.startswith(f"{name}==")) for name in ("dlib-bin", "nmslib")}
+    assert sorted(replaced) == ["dlib-bin", "nmslib"]
+    return replaced
 
 
 def test_staged_source_uploads_the_wheels(fast_deploy, tmp_path):
@@ -497,8 +542,8 @@ def test_staging_is_removed_on_exit(tmp_path):
     stubs, _ = _recording_stubs(tmp_path)
     result = _run("deploy.sh", ["worker"], _deploy_env(tmp_path, stubs))
     assert result.returncode == 0, result.stderr
-    assert "--source=." not in result.stdout
-    assert not list(tmp_path.glob("lookalike-worker.*"))
+    assert _fast(_deploys(result.stdout)["lookalike-worker"])
+    assert not list(tmp_path.glob("lookalike-deploy.*"))
 
 
 def test_runtime_without_a_matching_python_stops_before_gcloud(tmp_path):
@@ -510,14 +555,15 @@ def test_runtime_without_a_matching_python_stops_before_gcloud(tmp_path):
     assert result.returncode != 0
     assert "RUNTIME=python312" in result.stderr and "WORKER_WHEELS=pypi" in result.stderr
     assert _commands(result.stdout) == [] and not calls.exists()
-    assert not list(tmp_path.glob("lookalike-worker.*"))  # the staging went too
+    assert not list(tmp_path.glob("lookalike-deploy.*"))  # the staging went too
     # The PyPI wheels need no local Python of that version; the webhook alone neither;
     # auto (the default) falls back to the PyPI wheels and says why.
     for args, extra in (([], {"WORKER_WHEELS": "pypi"}), (["webhook"], {}), ([], {})):
         ok = _run("deploy.sh", args, {**env, **extra})
         assert ok.returncode == 0, ok.stderr
-        for argv in _deploys(ok.stdout).values():
-            assert {"--runtime=python312", "--source=."} <= set(argv)
+        for name, argv in _deploys(ok.stdout).items():
+            assert "--runtime=python312" in argv
+            assert name == "lookalike-webhook" or not _fast(argv)
     assert "python3.12 on PATH is Python 3.12" in ok.stderr and "PyPI" in ok.stderr
 
 
@@ -530,8 +576,7 @@ def test_auto_without_built_wheels_deploys_the_pypi_wheels_and_says_so(tmp_path)
     result = _run("deploy.sh", [], env)
     assert result.returncode == 0, result.stderr
     worker = _deploys(result.stdout)["lookalike-worker"]
-    assert "--source=." in worker
-    assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in _env_vars(worker)
+    assert not _fast(worker)
     said = [line for line in result.stderr.splitlines() if "WORKER_WHEELS=auto" in line]
     assert len(said) == 1, result.stderr
     assert "PyPI" in said[0] and "not built" in said[0]
@@ -558,29 +603,46 @@ def test_auto_takes_built_wheels_only_when_their_glibc_fits_the_runtime(tmp_path
     stubs, _ = _recording_stubs(tmp_path)
     cache = tmp_path / "wheel-cache"
     _plant_wheels(cache, dlib_tag, "manylinux_2_34")
-    env = {**_deploy_env(tmp_path, stubs, PYTHON=sys.executable),
+    env = {**_deploy_env(tmp_path, stubs, PYTHON=sys.executable, KEEP_STAGING="1"),
            "LOOKALIKE_WHEEL_CACHE": str(cache)}
     result = _run("deploy.sh", ["worker"], env)
     assert result.returncode == 0, result.stderr
     worker = _deploys(result.stdout)["lookalike-worker"]
     fits = dlib_tag == "manylinux_2_35"  # python311's base image has glibc 2.35
-    assert ("--source=." in worker) is not fits
-    assert ("LOOKALIKE_REQUIRED_CPU_FLAGS" in _env_vars(worker)) is fits
-    if not fits:
+    assert _fast(worker) is fits
+    if fits:
+        replaced = _replaced_entries(_source(worker))
+        assert replaced["dlib-bin"] == f"./wheels/dlib-20.0.1-cp311-cp311-{dlib_tag}_x86_64.whl"
+    else:
         assert "needs glibc 2.39, the runtime has 2.35" in result.stderr
         refused = _run("deploy.sh", ["worker"], {**env, "WORKER_WHEELS": "fast"})
         assert refused.returncode != 0 and "needs glibc 2.39" in refused.stderr
         assert _commands(refused.stdout) == []
         newer = _run("deploy.sh", ["worker"], {**env, "RUNTIME_GLIBC": "2.39"})
-        assert "--source=." not in _deploys(newer.stdout)["lookalike-worker"]
+        assert _fast(_deploys(newer.stdout)["lookalike-worker"])
 
 
-def test_pypi_wheels_upload_the_repository_requirements(dry_runs):
-    worker = _deploys(dry_runs[("deploy.sh", "worker")].stdout)["lookalike-worker"]
-    assert "--source=." in worker
-    requirements = (REPO / "requirements.txt").read_text()
-    assert "\ndlib-bin==" in requirements and "\nnmslib==" in requirements
-    assert "wheels/" not in requirements
+def test_each_function_uploads_its_own_lock(tmp_path):
+    """The PyPI wheels: each function's staged requirements.txt is its lock as it is; the
+    webhook's has no face code. Both uploads hold the same files of the repository."""
+    gcloud = _require("gcloud")
+    stubs, _ = _recording_stubs(tmp_path)
+    env = {**_deploy_env(tmp_path, stubs, KEEP_STAGING="1", WORKER_WHEELS="pypi")}
+    result = _run("deploy.sh", [], env)
+    assert result.returncode == 0, result.stderr
+    deploys = _deploys(result.stdout)
+    for name in ("webhook", "worker"):
+        staged = _source(deploys[f"lookalike-{name}"])
+        assert (staged / "requirements.txt").read_bytes() == (
+            REPO / "locks" / f"{name}.txt").read_bytes()
+        listed = subprocess.run([gcloud, "meta", "list-files-for-upload", str(staged)],
+                                env=_clean_env(tmp_path), capture_output=True, text=True,
+                                timeout=120)
+        assert listed.returncode == 0, listed.stderr
+        assert {p.split("/")[0] for p in listed.stdout.split()} == ALLOWED
+    webhook = {line.split("==")[0] for line in _entries(
+        (REPO / "locks" / "webhook.txt").read_text())}
+    assert not webhook & {"dlib-bin", "nmslib", "numpy", "pillow", "google-cloud-storage"}
 
 
 def test_unknown_worker_wheels_is_refused(tmp_path):
