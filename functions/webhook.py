@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 from telegram import Update
 
 from functions.publisher import Publisher, PublishError, PubSubPublisher
+from functions.quota import PhotoQuota, QuotaUnavailable
 from functions.structured_logging import setup_logging
 from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
 from shared.config import Settings, webhook_secret
 from shared.instance import Lazy
-from shared.jobs import MalformedJob
+from shared.jobs import Job, MalformedJob
+from shared.storage import open_store, set_retry_seconds
+from shared.texts import text
 
 if TYPE_CHECKING:
     import flask
@@ -43,13 +46,26 @@ settings = Lazy(Settings.from_env)
 job_publisher: Lazy[Publisher] = Lazy(lambda: PubSubPublisher.for_settings(settings()))
 
 
+def _new_quota() -> PhotoQuota | None:
+    current = settings()
+    if not current.quota_uri:
+        return None
+    # Bounded like the worker's: storage trouble lets photos through in seconds.
+    set_retry_seconds(current.storage_retry_seconds)
+    return PhotoQuota(open_store(current.quota_uri), current.photo_quota,
+                      current.photo_quota_window_seconds)
+
+
+photo_quota: Lazy[PhotoQuota | None] = Lazy(_new_quota)
+
+
 def handle_request(request: flask.Request) -> Response:
     """The Cloud Functions entry point (see main.py)."""
-    return handle(request, settings(), job_publisher(), webhook_secret())
+    return handle(request, settings(), job_publisher(), webhook_secret(), quota=photo_quota())
 
 
 def handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,
-           clock: Any = time.time) -> Response:
+           clock: Any = time.time, quota: PhotoQuota | None = None) -> Response:
     """One webhook request, with its collaborators passed in (tests, benchmark)."""
     setup_logging(secret)  # idempotent; here because tests and benchmark start at handle()
     if request.method != "POST":
@@ -101,13 +117,29 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         log(logging.INFO, "answered", update_id=update.update_id, reason=action.reason)
         return json.dumps(action.method, ensure_ascii=False), 200, JSON_HEADERS
     assert isinstance(action, Enqueue)
+    job = action.job
+    if quota is not None:
+        try:
+            decision = quota.take(job.chat_id, job.update_id, received_at)
+        except QuotaUnavailable as exc:  # a quota that fails must not stop the bot
+            log(logging.WARNING, f"photo quota unavailable, photo let through: {exc}",
+                update_id=update.update_id)
+        else:
+            if not decision.allowed:
+                log(logging.WARNING, "over the photo quota: " +
+                    ("told" if decision.tell else "dropped"), update_id=update.update_id,
+                    chat_id=job.chat_id, photos=decision.position)
+                if not decision.tell:
+                    return "", 200, {}
+                return json.dumps(_quota_answer(job, settings), ensure_ascii=False), 200, \
+                    JSON_HEADERS
     try:
-        message_id = publisher.publish(action.job)
+        message_id = publisher.publish(job)
     except PublishError as exc:
         log(logging.ERROR, f"could not publish the job: {exc}", update_id=update.update_id)
         return _plain("job queue unavailable, try again", 503)
     log(logging.INFO, "job published", update_id=update.update_id, message_id=message_id,
-        chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}")
+        chat_type=job.chat_type, photo=f"{job.width}x{job.height}")
     return "", 200, {}
 
 
@@ -116,6 +148,15 @@ def _read_part(data: dict[str, Any]) -> dict[str, Any]:
     given and fails on values it cannot hold (a duration past `timedelta`'s range): the
     kinds of update the bot ignores are not built, so they cannot fail it."""
     return {key: data[key] for key in ("update_id", "message") if key in data}
+
+
+def _quota_answer(job: Job, settings: Settings) -> dict[str, Any]:
+    """The one answer a chat gets in a window when it goes over its photo quota."""
+    reply = text("photo_quota", job.language_code, limit=settings.photo_quota,
+                 minutes=max(1, settings.photo_quota_window_seconds // 60))
+    return {"method": "sendMessage", "chat_id": job.chat_id, "text": reply,
+            "reply_parameters": {"message_id": job.message_id,
+                                 "allow_sending_without_reply": True}}
 
 
 def secret_matches(given: str, secret: str) -> bool:

@@ -14,6 +14,9 @@ BUCKET=${BUCKET:-}
 INDEX_PREFIX=${INDEX_PREFIX:-index}
 MODELS_PREFIX=${MODELS_PREFIX:-models}
 MARKERS_PREFIX=${MARKERS_PREFIX:-markers}
+# The webhook's per-chat photo counts (functions/quota.py; the numbers are in
+# shared/config.py); infra/lifecycle.json deletes them too.
+QUOTAS_PREFIX=${QUOTAS_PREFIX:-quotas}
 
 # -- Pub/Sub ------------------------------------------------------------------------
 JOBS_TOPIC=${JOBS_TOPIC:-lookalike-jobs}

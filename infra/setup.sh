@@ -22,8 +22,10 @@ if ! exists gcloud storage buckets describe "gs://$BUCKET" --project="$PROJECT";
         --location="$REGION" --uniform-bucket-level-access --public-access-prevention
 fi
 # Markers only matter while Pub/Sub may still redeliver a job (minutes), so a day is ample.
-grep -q "\"$MARKERS_PREFIX/\"" "$INFRA_DIR/lifecycle.json" ||
-    die "infra/lifecycle.json must delete objects under $MARKERS_PREFIX/"
+for prefix in "$MARKERS_PREFIX" "$QUOTAS_PREFIX"; do
+    grep -q "\"$prefix/\"" "$INFRA_DIR/lifecycle.json" ||
+        die "infra/lifecycle.json must delete objects under $prefix/"
+done
 run gcloud storage buckets update "gs://$BUCKET" --project="$PROJECT" \
     --lifecycle-file="$INFRA_DIR/lifecycle.json"
 
@@ -86,11 +88,16 @@ if ! exists gcloud secrets describe "$WEBHOOK_SECRET_NAME" --project="$PROJECT";
 fi
 
 log "permissions"
-# The webhook publishes jobs and reads its secret; nothing else.
+# The webhook publishes jobs, reads its secret and keeps the photo quotas: it may read
+# and write objects only under the quotas prefix.
 run gcloud pubsub topics add-iam-policy-binding "$JOBS_TOPIC" --project="$PROJECT" \
     --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/pubsub.publisher
 run gcloud secrets add-iam-policy-binding "$WEBHOOK_SECRET_NAME" --project="$PROJECT" \
     --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/secretmanager.secretAccessor
+quotas_only="resource.name.startsWith(\"projects/_/buckets/$BUCKET/objects/$QUOTAS_PREFIX/\")"
+run gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --project="$PROJECT" \
+    --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/storage.objectUser \
+    --condition="title=quotas-only,expression=$quotas_only"
 # The worker reads the index and models, writes objects only under the markers prefix
 # (objectUser: a marker moves claimed -> done by a conditional overwrite, which needs
 # delete permission), and reads the bot token.

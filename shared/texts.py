@@ -56,6 +56,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "download_failed": "I could not download this photo. Please send it again.",
         "not_ready": ("I am not ready to look at photos yet. Please try again in a few "
                       "minutes."),
+        "photo_quota": ("That is {limit} photos in {minutes} minutes, as many as I can "
+                        "look at for one chat. Please send the next ones in a few minutes."),
     },
     "ru": {
         "start": (
@@ -105,6 +107,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "download_failed": "Не получилось скачать это фото. Пришлите его ещё раз.",
         "not_ready": ("Я пока не готов смотреть фото. Попробуйте, пожалуйста, через "
                       "несколько минут."),
+        "photo_quota": ("Это уже {limit} фото за {minutes} минут — столько я могу "
+                        "посмотреть для одного чата. Пожалуйста, пришлите следующие через "
+                        "несколько минут."),
     },
 }
 

@@ -248,13 +248,17 @@ def test_bucket_markers_and_models(dry_runs):
     assert len(files) == 1
     rules = json.loads(Path(files[0]).read_text())["rule"]
     assert rules == [{"action": {"type": "Delete"},
-                      "condition": {"age": 1, "matchesPrefix": ["markers/"]}}]
-    # The worker may write only under the markers prefix.
-    writes = [argv for argv in commands if "--role=roles/storage.objectUser" in argv]
-    assert len(writes) == 1
-    assert any(arg.startswith("--condition=") and
-               f'"projects/_/buckets/{PROJECT}-lookalike/objects/markers/"' in arg
-               for arg in writes[0]), writes
+                      "condition": {"age": 1, "matchesPrefix": ["markers/", "quotas/"]}}]
+    # The worker may write only under the markers prefix, the webhook under the quotas'.
+    writes = {argv[argv.index("--role=roles/storage.objectUser") - 1]: argv
+              for argv in commands if "--role=roles/storage.objectUser" in argv}
+    assert set(writes) == {f"--member=serviceAccount:lookalike-{name}@{PROJECT}"
+                           ".iam.gserviceaccount.com" for name in ("worker", "webhook")}
+    for member, argv in writes.items():
+        prefix = "markers" if "worker" in member else "quotas"
+        assert any(arg.startswith("--condition=") and
+                   f'"projects/_/buckets/{PROJECT}-lookalike/objects/{prefix}/"' in arg
+                   for arg in argv), argv
     # The models uploaded are local files that exist.
     copy = next(argv for argv in commands if argv[1:3] == ["storage", "cp"])
     sources = [arg for arg in copy[3:] if not arg.startswith(("gs://", "--"))]

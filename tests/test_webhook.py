@@ -433,3 +433,36 @@ print(json.dumps(heavy))
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_chat_over_its_photo_quota_is_told_once_then_dropped(gcs_bucket):
+    """The quota in fake-gcs-server: two photos published, the third answered in the
+    sender's language, the fourth dropped silently; another chat is not affected."""
+    import uuid
+
+    from functions.quota import PhotoQuota
+    from shared.storage import GcsStore
+
+    quota = PhotoQuota(GcsStore(gcs_bucket, f"quotas-{uuid.uuid4().hex[:8]}"), 2, 600)
+    limited = Settings(bot_username=BOT, photo_quota=2, photo_quota_window_seconds=600)
+    publisher = Recorder()
+
+    def send(update_id: int, chat_id: int = 42) -> tuple:
+        body = update(update_id, chat_id=chat_id, language="ru", photo=PHONE_PHOTO)
+        with _app.test_request_context("/", method="POST", data=json.dumps(body).encode(),
+                                       headers={SECRET_HEADER: SECRET},
+                                       content_type="application/json"):
+            return handle(flask.request, limited, publisher, SECRET, clock=lambda: NOW,
+                          quota=quota)
+
+    assert [send(i)[:2] for i in (1, 2, 1)] == [("", 200)] * 3  # update 1 came twice
+    told = send(3)
+    assert told[1] == 200
+    answer = json.loads(told[0])
+    assert answer["method"] == "sendMessage" and answer["chat_id"] == 42
+    assert answer["text"] == text("photo_quota", "ru", limit=2, minutes=10)
+    assert answer["reply_parameters"]["message_id"] == 7
+    assert send(4)[:2] == ("", 200)
+    assert send(5, chat_id=43)[:2] == ("", 200)
+    assert [(job.chat_id, job.update_id) for job in publisher.jobs] == [
+        (42, 1), (42, 2), (42, 1), (43, 5)]

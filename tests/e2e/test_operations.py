@@ -1,21 +1,29 @@
-"""End to end: the bot as an operator first meets it (`stack.run` with an empty bucket).
+"""End to end: the bot as an operator first meets it (`stack.run` with an empty bucket),
+and a chat that sends too much.
 
 Before any index version exists, a photo gets one short "not ready" answer and its job
 is acknowledged, not retried into the dead-letter topic; `python -m index_builder publish
 demo/gallery --first` (what infra/setup.sh runs) then makes the bot answer.
+
+A chat that sends 30 photos at once gets its quota's answers (10) and one refusal. The
+time a photo another chat sends right after the burst waits is printed, against an
+ordinary photo's: the local worker, like one Cloud Run instance, takes the queued jobs in
+order, so it waits behind the burst's 10 (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.config import DEMO_GALLERY, REPO_ROOT
+from shared.config import DEMO_GALLERY, REPO_ROOT, Settings
 from shared.texts import text
 from stack.emulators import EmulatorUnavailable
 from stack.run import Stack, StackOptions, running_stack
@@ -69,3 +77,45 @@ def test_without_an_index_a_photo_is_answered_not_ready_once_then_served(stack, 
     assert deliver(stack, again).status == 200
     replies = stack.wait_replies(7001, 2)
     assert replies[1].photo and replies[1].photo[:3] == b"\xff\xd8\xff"
+
+
+def test_a_burst_gets_its_quota_and_one_refusal(stack, labelled):
+    assert publish_first_version(stack).returncode == 0  # a no-op when there is one
+    data = labelled["Barack_Obama"][-1].read_bytes()
+    defaults = Settings()
+    limit = defaults.photo_quota
+
+    def one_photo(chat: int) -> tuple[float, float]:
+        started = time.time()
+        posted = deliver(stack, photo_message_update(stack.bot_api, data, chat_id=chat))
+        assert posted.status == 200
+        [reply] = stack.wait_replies(chat)
+        assert reply.photo
+        return reply.time - started, posted.seconds
+
+    one_photo(8000)  # the worker warm
+    ordinary = [one_photo(chat) for chat in (8001, 8002, 8003)]
+    ordinary_s = statistics.median(seconds for seconds, _ in ordinary)
+
+    burst = [photo_message_update(stack.bot_api, data, chat_id=8100) for _ in range(30)]
+    with ThreadPoolExecutor(len(burst)) as pool:
+        posted = list(pool.map(lambda update: deliver(stack, update), burst))
+    assert [p.status for p in posted] == [200] * len(burst)
+    other_s, _ = one_photo(8200)
+
+    replies = stack.wait_replies(8100, limit + 1, timeout=240)
+    time.sleep(SETTLE_SECONDS)
+    replies = stack.replies(8100)
+    refusal = text("photo_quota", "en", limit=limit,
+                   minutes=defaults.photo_quota_window_seconds // 60)
+    assert sum(r.body == refusal for r in replies) == 1, [r.body for r in replies]
+    assert sum(bool(r.photo) for r in replies) == limit and len(replies) == limit + 1
+    assert stack.dead_letters() == []
+    posts_ms = sorted(p.seconds * 1000 for p in posted) + [s * 1000 for _, s in ordinary]
+    print(f"\n[reliability] burst of {len(burst)} photos from one chat: {limit} answered, "
+          f"1 refusal, {len(burst) - limit - 1} dropped; another chat's photo after the "
+          f"burst answered in {other_s:.2f} s, an ordinary photo in {ordinary_s:.2f} s "
+          f"(median of 3), ratio {other_s / ordinary_s:.2f}; last burst answer "
+          f"{max(r.time for r in replies) - min(r.time for r in replies):.1f} s after its "
+          f"first; webhook POST with the quota: median "
+          f"{statistics.median(posts_ms):.0f} ms, max {max(posts_ms):.0f} ms")
