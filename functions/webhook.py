@@ -10,6 +10,7 @@ again. No face code is imported here: the webhook stays small and starts fast.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -21,9 +22,9 @@ from telegram import Update
 
 from functions.publisher import Publisher, PublishError, PubSubPublisher
 from functions.quota import PhotoQuota, QuotaUnavailable
-from functions.structured_logging import setup_logging
+from functions.structured_logging import setup_logging, trace_id, traced
 from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
-from shared.config import Settings, webhook_secret
+from shared.config import Settings, project_id, webhook_secret
 from shared.instance import Lazy
 from shared.jobs import Job, MalformedJob
 from shared.storage import open_store, set_retry_seconds
@@ -66,8 +67,16 @@ def handle_request(request: flask.Request) -> Response:
 
 def handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,
            clock: Any = time.time, quota: PhotoQuota | None = None) -> Response:
-    """One webhook request, with its collaborators passed in (tests, benchmark)."""
+    """One webhook request, with its collaborators passed in (tests, benchmark). Its log
+    lines, and the worker's for its job, carry the request's trace."""
     setup_logging(secret)  # idempotent; here because tests and benchmark start at handle()
+    trace = trace_id(request.headers)
+    with traced(trace, project_id()):
+        return _handle(request, settings, publisher, secret, clock, quota, trace)
+
+
+def _handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,
+            clock: Any, quota: PhotoQuota | None, trace: str) -> Response:
     if request.method != "POST":
         return _plain("only POST", 405)
     if not secret:
@@ -117,7 +126,7 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         log(logging.INFO, "answered", update_id=update.update_id, reason=action.reason)
         return json.dumps(action.method, ensure_ascii=False), 200, JSON_HEADERS
     assert isinstance(action, Enqueue)
-    job = action.job
+    job = dataclasses.replace(action.job, trace=trace) if trace else action.job
     if quota is not None:
         try:
             decision = quota.take(job.chat_id, job.update_id, received_at)

@@ -36,7 +36,7 @@ from telegram.error import (
 )
 
 from functions.send_limiter import SendLimiter
-from functions.structured_logging import setup_logging
+from functions.structured_logging import setup_logging, traced
 from functions.worker_assets import AssetCache
 from functions.worker_markers import Claim, Markers, NoMarkers
 from functions.worker_replies import (
@@ -48,7 +48,7 @@ from functions.worker_replies import (
     problem_text,
 )
 from functions.worker_telegram import TelegramClient
-from shared.config import Settings, bot_token
+from shared.config import Settings, bot_token, project_id
 from shared.images import ImageError
 from shared.index_versions import IndexMismatch
 from shared.instance import Lazy
@@ -123,6 +123,11 @@ def handle_event(event: CloudEvent) -> None:
     except MalformedJob as exc:
         log.error("malformed job acknowledged: %s", exc, extra={"fields": fields})
         return
+    with traced(job.trace, project_id()):  # the webhook's trace for this update
+        _handle_job(job, instance, fields, started)
+
+
+def _handle_job(job: Job, instance: _Instance, fields: dict[str, Any], started: float) -> None:
     fields.update(job=job.key, chat_type=job.chat_type)
     age = job.age_seconds()
     if age > instance.settings.max_job_age_seconds:

@@ -41,6 +41,9 @@ class Job:
     file_size: int = 0  # 0 when unknown
     language_code: str = ""  # the sender's Telegram language, e.g. "ru"
     chat_type: str = "private"
+    # The webhook request's trace id (32 hex digits, or ""), so that the worker's log
+    # lines of the job join the webhook's in one trace.
+    trace: str = ""
     version: int = JOB_VERSION
 
     def __post_init__(self) -> None:

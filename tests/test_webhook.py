@@ -466,3 +466,33 @@ def test_a_chat_over_its_photo_quota_is_told_once_then_dropped(gcs_bucket):
     assert send(5, chat_id=43)[:2] == ("", 200)
     assert [(job.chat_id, job.update_id) for job in publisher.jobs] == [
         (42, 1), (42, 2), (42, 1), (43, 5)]
+
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize("header", [
+    {"X-Cloud-Trace-Context": f"{TRACE.upper()}/12345;o=1"},
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-01"},
+])
+def test_the_update_logs_and_its_job_carry_the_requests_trace(header, capsys, monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "lookalike-test")
+    publisher = Recorder()
+    body = json.dumps(update(200, photo=PHONE_PHOTO)).encode()
+    with _app.test_request_context("/", method="POST", data=body,
+                                   headers={SECRET_HEADER: SECRET, **header},
+                                   content_type="application/json"):
+        assert handle(flask.request, SETTINGS, publisher, SECRET, clock=lambda: NOW)[1] == 200
+    [job] = publisher.jobs
+    assert job.trace == TRACE and Job.from_bytes(job.to_bytes()).trace == TRACE
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{") and '"webhook"' in line]
+    assert lines and all(line["logging.googleapis.com/trace"] ==
+                         f"projects/lookalike-test/traces/{TRACE}" for line in lines)
+
+
+def test_without_a_trace_header_nothing_is_made_up(capsys):
+    publisher = Recorder()
+    post(update(201, photo=PHONE_PHOTO), publisher=publisher)
+    assert publisher.jobs[0].trace == ""
+    assert "logging.googleapis.com/trace" not in capsys.readouterr().out

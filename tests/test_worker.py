@@ -381,3 +381,15 @@ def test_a_cpu_without_the_wheels_instructions_is_answered_not_ready(
     worker.handle_event(pubsub_event(job.to_bytes()))
     [reply] = api.sent
     assert reply.text == text("not_ready", "en")
+
+
+def test_the_jobs_log_lines_carry_the_webhooks_trace(env, api, labelled, capsys,
+                                                     monkeypatch) -> None:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "lookalike-test")
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]), trace=trace)
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{") and '"functions.worker"' in line]
+    [done] = [line for line in lines if "outcome" in line]
+    assert done["logging.googleapis.com/trace"] == f"projects/lookalike-test/traces/{trace}"
