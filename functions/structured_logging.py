@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -67,15 +67,15 @@ class _StdoutHandler(logging.StreamHandler):
         pass
 
 
-def trace_id(headers: Mapping[str, str]) -> str:
-    """The trace id of a request: from Google's X-Cloud-Trace-Context ("TRACE/SPAN;o=1")
-    or W3C traceparent ("00-TRACE-SPAN-01"); "" when neither holds one."""
-    google = headers.get("X-Cloud-Trace-Context", "")
-    match = re.fullmatch(r"([0-9a-fA-F]{32})(/.*)?", google.strip())
+def trace_id(cloud_trace_context: str, traceparent: str) -> str:
+    """The trace id of a request, from its X-Cloud-Trace-Context header (Google's,
+    "TRACE/SPAN;o=1") or its traceparent header (W3C, "00-TRACE-SPAN-01"); "" when
+    neither holds one."""
+    match = re.fullmatch(r"([0-9a-fA-F]{32})(/.*)?", cloud_trace_context.strip())
     if match:
         return match[1].lower()
     match = re.fullmatch(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}",
-                         headers.get("traceparent", "").strip())
+                         traceparent.strip())
     return match[1] if match and match[1] != "0" * 32 else ""
 
 

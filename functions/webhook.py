@@ -70,7 +70,8 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
     """One webhook request, with its collaborators passed in (tests, benchmark). Its log
     lines, and the worker's for its job, carry the request's trace."""
     setup_logging(secret)  # idempotent; here because tests and benchmark start at handle()
-    trace = trace_id(request.headers)
+    trace = trace_id(request.headers.get("X-Cloud-Trace-Context", ""),
+                     request.headers.get("traceparent", ""))
     with traced(trace, project_id()):
         return _handle(request, settings, publisher, secret, clock, quota, trace)
 
