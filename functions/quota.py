@@ -59,12 +59,24 @@ class PhotoQuota:
         self.window_seconds = window_seconds
         self._known: dict[str, _Window] = {}
         self._lock = threading.Lock()
+        # One chat's photos are counted one at a time within an instance (a burst arrives
+        # as many requests at once): its conditional writes then race only with other
+        # instances', and each uses the generation the previous one wrote.
+        self._chat_locks: dict[str, threading.Lock] = {}
 
     def take(self, chat_id: int, update_id: int, now: float) -> Decision:
         """Count the photo of `update_id` for `chat_id` at time `now` (seconds since the
         epoch); raises QuotaUnavailable when storage fails."""
         start = int(now // self.window_seconds * self.window_seconds)
         key = f"{chat_id}/{start}.json"
+        with self._lock:
+            if len(self._chat_locks) >= _REMEMBERED:
+                self._chat_locks.clear()
+            chat_lock = self._chat_locks.setdefault(key, threading.Lock())
+        with chat_lock:
+            return self._take(key, update_id)
+
+    def _take(self, key: str, update_id: int) -> Decision:
         with self._lock:
             window = self._known.get(key, _EMPTY)
         for _ in range(_ATTEMPTS):
