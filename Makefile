@@ -4,13 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-bot stack test lint gallery bench clean
+.PHONY: demo demo-bot stack test lint gallery bench clean lock
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Installs locks/dev.txt: every package pinned with its hashes, so this machine, CI and
+# the deployed functions (locks/webhook.txt, locks/worker.txt: the same versions) run
+# what was tested. The direct requirements are requirements.txt (the functions) and
+# requirements-dev.txt; after changing either, `make lock` (tests/test_locks.py fails
+# until the locks agree with them).
+$(STAMP): locks/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r locks/dev.txt
 	touch $(STAMP)
+
+# uv resolves for Python 3.11 on any platform (--universal: markers, not this machine's
+# answers) and records the hashes of every file of each pinned version.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal \
+	--python-version 3.11 --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(LOCK) requirements-dev.txt -o locks/dev.txt
+	$(LOCK) -c requirements.txt locks/webhook.in -o locks/webhook.txt
+	$(LOCK) -c requirements.txt locks/worker.in -o locks/worker.txt
 
 # dlib with OpenBLAS and AVX2, faster per descriptor, and nmslib with AVX2, faster per
 # query (figures in docs/performance.md): compiled once into a cache outside the

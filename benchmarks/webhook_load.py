@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     wrk = ensure_wrk()
     print(describe())
-    options = StackOptions()
+    # No Cloud Storage here, so no photo quota (one chat sends every update): its cost
+    # per photo is measured by tests/test_quota.py (docs/reliability.md).
+    options = StackOptions(env={"LOOKALIKE_QUOTA_URI": ""})
     secret = secrets.token_urlsafe(24)
     workdir = Path(tempfile.mkdtemp(prefix="webhook-load-"))
     try:

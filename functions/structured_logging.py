@@ -12,15 +12,23 @@ process, before any handler (ours, Cloud Logging's or a test's) sees it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import sys
 import traceback
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from shared.instance import Lazy
 
 REDACTED = "<redacted>"
+# Cloud Logging groups the entries that carry the same value here into one trace: the
+# webhook's lines of an update and the worker's lines of its job (the job carries it).
+TRACE_FIELD = "logging.googleapis.com/trace"
+_trace: ContextVar[str | None] = ContextVar("lookalike_trace", default=None)
 _SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
              logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
 _secrets: list[str] = []
@@ -33,6 +41,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "logger": record.name,
         }
+        trace = _trace.get()
+        if trace:
+            entry[TRACE_FIELD] = trace
         entry.update(getattr(record, "fields", None) or {})
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -54,6 +65,28 @@ class _StdoutHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value: Any) -> None:
         pass
+
+
+def trace_id(cloud_trace_context: str, traceparent: str) -> str:
+    """The trace id of a request, from its X-Cloud-Trace-Context header (Google's,
+    "TRACE/SPAN;o=1") or its traceparent header (W3C, "00-TRACE-SPAN-01"); "" when
+    neither holds one."""
+    match = re.fullmatch(r"([0-9a-fA-F]{32})(/.*)?", cloud_trace_context.strip())
+    if match:
+        return match[1].lower()
+    match = re.fullmatch(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}",
+                         traceparent.strip())
+    return match[1] if match and match[1] != "0" * 32 else ""
+
+
+@contextlib.contextmanager
+def traced(trace: str, project: str) -> Iterator[None]:
+    """Every log line of this thread (or task) inside carries the trace `trace`."""
+    token = _trace.set(f"projects/{project}/traces/{trace}" if trace else None)
+    try:
+        yield
+    finally:
+        _trace.reset(token)
 
 
 def redact(text: str) -> str:

@@ -10,6 +10,7 @@ again. No face code is imported here: the webhook stays small and starts fast.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 from telegram import Update
 
 from functions.publisher import Publisher, PublishError, PubSubPublisher
-from functions.structured_logging import setup_logging
+from functions.quota import PhotoQuota, QuotaUnavailable
+from functions.structured_logging import setup_logging, trace_id, traced
 from functions.webhook_updates import Answer, Enqueue, Ignore, malformed, route
-from shared.config import Settings, webhook_secret
+from shared.config import Settings, project_id, webhook_secret
 from shared.instance import Lazy
-from shared.jobs import MalformedJob
+from shared.jobs import Job, MalformedJob
+from shared.storage import open_store, set_retry_seconds
+from shared.texts import text
 
 if TYPE_CHECKING:
     import flask
@@ -43,15 +47,37 @@ settings = Lazy(Settings.from_env)
 job_publisher: Lazy[Publisher] = Lazy(lambda: PubSubPublisher.for_settings(settings()))
 
 
+def _new_quota() -> PhotoQuota | None:
+    current = settings()
+    if not current.quota_uri:
+        return None
+    # Bounded like the worker's: storage trouble lets photos through in seconds.
+    set_retry_seconds(current.storage_retry_seconds)
+    return PhotoQuota(open_store(current.quota_uri), current.photo_quota,
+                      current.photo_quota_window_seconds)
+
+
+photo_quota: Lazy[PhotoQuota | None] = Lazy(_new_quota)
+
+
 def handle_request(request: flask.Request) -> Response:
     """The Cloud Functions entry point (see main.py)."""
-    return handle(request, settings(), job_publisher(), webhook_secret())
+    return handle(request, settings(), job_publisher(), webhook_secret(), quota=photo_quota())
 
 
 def handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,
-           clock: Any = time.time) -> Response:
-    """One webhook request, with its collaborators passed in (tests, benchmark)."""
+           clock: Any = time.time, quota: PhotoQuota | None = None) -> Response:
+    """One webhook request, with its collaborators passed in (tests, benchmark). Its log
+    lines, and the worker's for its job, carry the request's trace."""
     setup_logging(secret)  # idempotent; here because tests and benchmark start at handle()
+    trace = trace_id(request.headers.get("X-Cloud-Trace-Context", ""),
+                     request.headers.get("traceparent", ""))
+    with traced(trace, project_id()):
+        return _handle(request, settings, publisher, secret, clock, quota, trace)
+
+
+def _handle(request: flask.Request, settings: Settings, publisher: Publisher, secret: str,
+            clock: Any, quota: PhotoQuota | None, trace: str) -> Response:
     if request.method != "POST":
         return _plain("only POST", 405)
     if not secret:
@@ -101,14 +127,31 @@ def handle(request: flask.Request, settings: Settings, publisher: Publisher, sec
         log(logging.INFO, "answered", update_id=update.update_id, reason=action.reason)
         return json.dumps(action.method, ensure_ascii=False), 200, JSON_HEADERS
     assert isinstance(action, Enqueue)
+    job = dataclasses.replace(action.job, trace=trace) if trace else action.job
+    if quota is not None:
+        try:
+            decision = quota.take(job.chat_id, job.update_id, received_at)
+        except QuotaUnavailable as exc:  # a quota that fails must not stop the bot
+            log(logging.WARNING, f"photo quota unavailable, photo let through: {exc}",
+                update_id=update.update_id)
+        else:
+            if not decision.allowed:
+                log(logging.WARNING, "over the photo quota: " +
+                    ("told" if decision.tell else "dropped"), update_id=update.update_id,
+                    chat_id=job.chat_id, photos=decision.position)
+                # A pressed button is always answered (Telegram shows a spinner until it
+                # is); a new photo hears of the quota once per window.
+                if not decision.tell and not job.view:
+                    return "", 200, {}
+                return json.dumps(_quota_answer(action, job, settings), ensure_ascii=False), \
+                    200, JSON_HEADERS
     try:
-        message_id = publisher.publish(action.job)
+        message_id = publisher.publish(job)
     except PublishError as exc:
         log(logging.ERROR, f"could not publish the job: {exc}", update_id=update.update_id)
         return _plain("job queue unavailable, try again", 503)
     log(logging.INFO, "job published", update_id=update.update_id, message_id=message_id,
-        chat_type=action.job.chat_type, photo=f"{action.job.width}x{action.job.height}",
-        view=action.job.view or None)
+        chat_type=job.chat_type, photo=f"{job.width}x{job.height}", view=job.view or None)
     return json.dumps(action.answer, ensure_ascii=False), 200, JSON_HEADERS
 
 
@@ -117,6 +160,17 @@ def _read_part(data: dict[str, Any]) -> dict[str, Any]:
     given and fails on values it cannot hold (a duration past `timedelta`'s range): the
     kinds of update the bot ignores are not built, so they cannot fail it."""
     return {key: data[key] for key in ("update_id", "message", "callback_query") if key in data}
+
+
+def _quota_answer(action: Enqueue, job: Job, settings: Settings) -> dict[str, Any]:
+    """The answer to a photo or a pressed button over the chat's photo quota."""
+    reply = text("photo_quota", job.language_code, limit=settings.photo_quota,
+                 minutes=max(1, settings.photo_quota_window_seconds // 60))
+    if job.view:  # a button: its answerCallbackQuery carries the notice
+        return {**action.answer, "text": reply, "show_alert": True}
+    return {"method": "sendMessage", "chat_id": job.chat_id, "text": reply,
+            "reply_parameters": {"message_id": job.message_id,
+                                 "allow_sending_without_reply": True}}
 
 
 def secret_matches(given: str, secret: str) -> bool:

@@ -37,8 +37,8 @@ from telegram.error import (
 )
 
 from functions.send_limiter import SendLimiter
-from functions.structured_logging import setup_logging
-from functions.worker_assets import AssetCache
+from functions.structured_logging import setup_logging, traced
+from functions.worker_assets import AssetCache, Assets
 from functions.worker_markers import Claim, Markers, NoMarkers
 from functions.worker_replies import (
     CAPTION_LIMIT,
@@ -49,17 +49,23 @@ from functions.worker_replies import (
     problem_text,
 )
 from functions.worker_telegram import TelegramClient
-from shared.config import Settings, bot_token
+from shared.config import Settings, bot_token, project_id
 from shared.followups import FIRST_ANSWER, View, keyboard
 from shared.images import ImageError
+from shared.index_versions import IndexMismatch
 from shared.instance import Lazy
 from shared.jobs import Job, MalformedJob
 from shared.matching import match_photo
+from shared.models import ModelError
 from shared.render import MAX_ROWS, render_jpeg
-from shared.storage import PreconditionFailed, open_store, set_retry_seconds
+from shared.storage import NotFound, PreconditionFailed, open_store, set_retry_seconds
 from shared.texts import text
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+# An instance that cannot load what it serves with: no index version in the bucket, model
+# files missing or wrong, a CPU without the wheels' instructions. A retry cannot fix
+# these; an operator must (infra/monitoring.sh alerts on the "not_ready" outcome).
+CANNOT_SERVE = (IndexMismatch, ModelError, NotFound)
 _DONE_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
@@ -121,6 +127,11 @@ def handle_event(event: CloudEvent) -> None:
     except MalformedJob as exc:
         log.error("malformed job acknowledged: %s", exc, extra={"fields": fields})
         return
+    with traced(job.trace, project_id()):  # the webhook's trace for this update
+        _handle_job(job, instance, fields, started)
+
+
+def _handle_job(job: Job, instance: _Instance, fields: dict[str, Any], started: float) -> None:
     fields.update(job=job.key, chat_type=job.chat_type)
     age = job.age_seconds()
     if age > instance.settings.max_job_age_seconds:
@@ -164,14 +175,28 @@ def _answer(job: Job, instance: _Instance, view: View | None) -> str:
         return "undeliverable"
 
 
+def _servable_assets(job: Job, instance: _Instance) -> Assets | None:
+    """The instance's index and models; None when it cannot serve, which the caller
+    answers once and acknowledges. StoreError (storage away) is raised and redelivered."""
+    try:
+        return instance.assets.get()
+    except CANNOT_SERVE as exc:
+        log.error("cannot serve: %s", exc, extra={"fields": {
+            "job": job.key, "not_ready": type(exc).__name__}})
+        return None
+
+
 def _reply(job: Job, instance: _Instance) -> str:
     settings, telegram = instance.settings, instance.telegram
-    assets = instance.assets.get()
     lang = job.language_code
 
     def problem(code: str) -> str:
         telegram.send_text(job.chat_id, problem_text(code, lang), job.message_id)
         return code
+
+    assets = _servable_assets(job, instance)
+    if assets is None:
+        return problem("not_ready")
 
     try:
         data = telegram.download(job.file_id)
@@ -209,9 +234,12 @@ def _follow_up(job: Job, instance: _Instance, view: View) -> str:
     """Redraw the answer `job.edit_message_id` for `view`: the photo is matched again
     (nothing about it was kept) and the answer's picture, caption and buttons edited."""
     settings, telegram = instance.settings, instance.telegram
-    assets = instance.assets.get()
     lang = job.language_code
     chat, answer = job.chat_id, job.edit_message_id
+    assets = _servable_assets(job, instance)
+    if assets is None:
+        telegram.send_text(chat, problem_text("not_ready", lang), answer)
+        return "not_ready"
     try:
         data = telegram.download(job.file_id)
     except BadRequest:  # Telegram no longer serves the photo (or never will again)

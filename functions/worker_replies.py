@@ -33,7 +33,7 @@ MAX_LICENCE = 40
 # Problems with their own answer (text keys): `shared.images.ImageError.code` values and
 # download problems; anything else is answered as an unreadable image.
 PROBLEMS = frozenset({"no_face", "no_match", "unreadable_image", "image_too_large",
-                      "file_too_large", "download_failed"})
+                      "file_too_large", "download_failed", "not_ready"})
 
 _TAG = re.compile(r"<[^>]*>")  # in HTML this module made, where text is escaped
 

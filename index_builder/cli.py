@@ -1,5 +1,5 @@
-"""Command line: `python -m index_builder harvest | build | remove | versions | activate |
-catalog`.
+"""Command line: `python -m index_builder harvest | build | publish | remove | versions |
+activate | catalog`.
 
 Exit codes: 0 done, 1 bad input or nothing to publish, 2 storage or a Wikimedia service
 unavailable (run again: a harvest resumes where it stopped).
@@ -10,10 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from index_builder.assemble import DUPLICATE_DISTANCE
-from index_builder.build import HNSW_PARAMS, BuildConfig, BuildError, format_summary, run_build
+from index_builder.build import (
+    HNSW_PARAMS,
+    BuildConfig,
+    BuildError,
+    format_summary,
+    run_build,
+    version_name,
+)
 from index_builder.catalog import CatalogError, catalog_from_ids
 from index_builder.commons import DEFAULT_COMMONS_API_URL, DEFAULT_WIDTH
 from index_builder.engines import ENGINES, SUBMITTED, EngineChoice
@@ -21,11 +29,13 @@ from index_builder.harvest import PAGE_SIZE, HarvestConfig, HarvestError, run_ha
 from index_builder.harvest import format_summary as format_harvest
 from index_builder.photos import list_photos
 from index_builder.polite_http import Politeness
-from index_builder.publish import DEFAULT_KEEP, PublishError, activate, list_versions
+from index_builder.publish import DEFAULT_KEEP, PublishError, activate, list_versions, publish
 from index_builder.quality import QualityFilter
 from index_builder.remove import RemoveError, run_remove
 from index_builder.wikidata import DEFAULT_SPARQL_URL, check_languages, is_qid
-from shared.manifest import IndexMismatch
+from shared.index import CelebrityIndex
+from shared.index_versions import read_pointer
+from shared.manifest import MANIFEST_FILE, IndexMismatch
 from shared.storage import StoreError, open_store
 
 
@@ -79,6 +89,28 @@ def _remove(args: argparse.Namespace) -> int:
         print(f"version {result.version} published without {', '.join(result.removed)}"
               + ("" if result.switch.switched else
                  f" (not current: the newer {result.switch.current} stays current)"))
+    return 0
+
+
+# A version published with --first is named as if built at this time, so that any later
+# build sorts after it and replaces it (the newer name wins, index_builder.publish).
+FIRST_VERSION_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    if not (directory / MANIFEST_FILE).is_file():
+        raise PublishError(f"{directory} is not an index version (no {MANIFEST_FILE})")
+    store = open_store(args.out)
+    if args.first:
+        current = read_pointer(store)
+        if current is not None:
+            print(f"{args.out}: has version {current}; nothing published")
+            return 0
+    name = version_name(CelebrityIndex.load(directory),
+                        FIRST_VERSION_TIME if args.first else datetime.now(UTC))
+    result = publish(store, directory, name, keep=args.keep)
+    print(f"{args.out}: published {name}; current version is {result.current}")
     return 0
 
 
@@ -187,6 +219,16 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--hnsw-ef-search", type=int, default=HNSW_PARAMS["efSearch"])
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     build.set_defaults(run=_build)
+
+    put = commands.add_parser("publish", help="publish a built index directory as a version")
+    put.add_argument("directory", help="an index version directory (e.g. demo/gallery)")
+    put.add_argument("--out", required=True, help="output root: directory or gs://...")
+    put.add_argument("--first", action="store_true",
+                     help="only when there is no current version, as the oldest version "
+                          "(any build replaces it): infra/setup.sh's demo gallery")
+    put.add_argument("--keep", type=int, default=DEFAULT_KEEP,
+                     help=f"versions to keep (default {DEFAULT_KEEP})")
+    put.set_defaults(run=_publish)
 
     versions = commands.add_parser("versions", help="list versions, marking the current one")
     versions.add_argument("--out", required=True)

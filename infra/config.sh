@@ -14,6 +14,9 @@ BUCKET=${BUCKET:-}
 INDEX_PREFIX=${INDEX_PREFIX:-index}
 MODELS_PREFIX=${MODELS_PREFIX:-models}
 MARKERS_PREFIX=${MARKERS_PREFIX:-markers}
+# The webhook's per-chat photo counts (functions/quota.py; the numbers are in
+# shared/config.py); infra/lifecycle.json deletes them too.
+QUOTAS_PREFIX=${QUOTAS_PREFIX:-quotas}
 
 # -- Pub/Sub ------------------------------------------------------------------------
 JOBS_TOPIC=${JOBS_TOPIC:-lookalike-jobs}
@@ -36,10 +39,15 @@ WORKER_FUNCTION=${WORKER_FUNCTION:-lookalike-worker}
 # RUNTIME=python312 works too. infra/deploy.sh refuses a mismatch.
 RUNTIME=${RUNTIME:-python311}
 # fast: the worker ships dlib (AVX2 + FMA, OpenBLAS) and nmslib (AVX2 + FMA) wheels built by
-# packaging/, faster per face descriptor and per index query (docs/performance.md); each
-# instance then checks its CPU has AVX2 and FMA. pypi: the PyPI wheels of
-# requirements.txt, slower but for any x86-64 CPU.
-WORKER_WHEELS=${WORKER_WHEELS:-fast}
+# packaging/, faster per face descriptor and per index query (docs/performance.md),
+# compiled on first use (15-30 min); each instance then checks its CPU has AVX2 and FMA.
+# pypi: the PyPI wheels of requirements.txt, slower but for any x86-64 CPU. auto: fast
+# when they are already built, fit RUNTIME_GLIBC and the local Python is RUNTIME's
+# version; otherwise pypi, saying why. auto never compiles.
+WORKER_WHEELS=${WORKER_WHEELS:-auto}
+# glibc of RUNTIME's base image: python311 runs on Ubuntu 22.04 (google-22), glibc 2.35.
+# A wheel's manylinux_2_X tag names the oldest glibc it runs on; X must not exceed this.
+RUNTIME_GLIBC=${RUNTIME_GLIBC:-2.35}
 # glibc's malloc asks for transparent huge pages for large blocks (glibc >= 2.35), so the
 # index's graph sits in 2 MB pages: fewer TLB misses in its random walk, faster queries
 # on a million-entry index (docs/performance.md). Empty: glibc's default.
@@ -96,6 +104,20 @@ ALLOWED_UPDATES=${ALLOWED_UPDATES:-'["message","callback_query"]'}
 # Parallel HTTPS connections Telegram opens to the webhook (1-100); below one
 # instance's concurrency, so a single warm instance takes all of them.
 MAX_CONNECTIONS=${MAX_CONNECTIONS:-40}
+
+# -- alerts and budget (infra/monitoring.sh) ----------------------------------------
+# Alerts go to this address (an e-mail notification channel); empty: alert policies
+# exist but notify no one.
+ALERT_EMAIL=${ALERT_EMAIL:-}
+# The worker alert fires when more than this share of its pushes fail over 10 minutes.
+WORKER_ERROR_SHARE=${WORKER_ERROR_SHARE:-0.2}
+# The webhook alert fires above this many 5xx answers in 5 minutes (Telegram delivers
+# those updates again, so one Pub/Sub hiccup is not worth a page).
+WEBHOOK_5XX_THRESHOLD=${WEBHOOK_5XX_THRESHOLD:-5}
+# A monthly budget on the project, in the billing account's currency, with e-mails at
+# these shares of it (actual spend). docs/deploy.md has the cost per photo.
+BUDGET_AMOUNT=${BUDGET_AMOUNT:-50USD}
+BUDGET_THRESHOLDS=${BUDGET_THRESHOLDS:-0.5 0.9 1.0}
 
 # -- local tools --------------------------------------------------------------------
 # The index builder and the model lookup run locally with the project's virtualenv.

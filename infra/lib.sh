@@ -105,6 +105,7 @@ project_number() {
     INDEX_URI=gs://$BUCKET/$INDEX_PREFIX
     MODELS_URI=gs://$BUCKET/$MODELS_PREFIX
     MARKERS_URI=gs://$BUCKET/$MARKERS_PREFIX
+    QUOTAS_URI=gs://$BUCKET/$QUOTAS_PREFIX
     if [[ -z $PYTHON ]]; then
         if [[ -x $REPO_ROOT/.venv/bin/python ]]; then
             PYTHON=$REPO_ROOT/.venv/bin/python

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (and re-runnable) project setup: APIs, the artefact bucket, Pub/Sub topics,
-# secrets, service accounts with least privilege, and the dlib model files.
+# secrets, service accounts with least privilege, the dlib model files, and the alerts,
+# dashboard and budget of infra/monitoring.sh.
 # Usage: [DRY_RUN=1] [TELEGRAM_BOT_TOKEN=...] infra/setup.sh
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -12,7 +13,8 @@ log "enabling APIs"
 run gcloud services enable cloudfunctions.googleapis.com run.googleapis.com \
     cloudbuild.googleapis.com artifactregistry.googleapis.com pubsub.googleapis.com \
     storage.googleapis.com secretmanager.googleapis.com eventarc.googleapis.com \
-    logging.googleapis.com iam.googleapis.com --project="$PROJECT"
+    logging.googleapis.com iam.googleapis.com monitoring.googleapis.com \
+    cloudbilling.googleapis.com billingbudgets.googleapis.com --project="$PROJECT"
 
 log "artefact bucket"
 if ! exists gcloud storage buckets describe "gs://$BUCKET" --project="$PROJECT"; then
@@ -20,8 +22,10 @@ if ! exists gcloud storage buckets describe "gs://$BUCKET" --project="$PROJECT";
         --location="$REGION" --uniform-bucket-level-access --public-access-prevention
 fi
 # Markers only matter while Pub/Sub may still redeliver a job (minutes), so a day is ample.
-grep -q "\"$MARKERS_PREFIX/\"" "$INFRA_DIR/lifecycle.json" ||
-    die "infra/lifecycle.json must delete objects under $MARKERS_PREFIX/"
+for prefix in "$MARKERS_PREFIX" "$QUOTAS_PREFIX"; do
+    grep -q "\"$prefix/\"" "$INFRA_DIR/lifecycle.json" ||
+        die "infra/lifecycle.json must delete objects under $prefix/"
+done
 run gcloud storage buckets update "gs://$BUCKET" --project="$PROJECT" \
     --lifecycle-file="$INFRA_DIR/lifecycle.json"
 
@@ -84,11 +88,16 @@ if ! exists gcloud secrets describe "$WEBHOOK_SECRET_NAME" --project="$PROJECT";
 fi
 
 log "permissions"
-# The webhook publishes jobs and reads its secret; nothing else.
+# The webhook publishes jobs, reads its secret and keeps the photo quotas: it may read
+# and write objects only under the quotas prefix.
 run gcloud pubsub topics add-iam-policy-binding "$JOBS_TOPIC" --project="$PROJECT" \
     --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/pubsub.publisher
 run gcloud secrets add-iam-policy-binding "$WEBHOOK_SECRET_NAME" --project="$PROJECT" \
     --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/secretmanager.secretAccessor
+quotas_only="resource.name.startsWith(\"projects/_/buckets/$BUCKET/objects/$QUOTAS_PREFIX/\")"
+run gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --project="$PROJECT" \
+    --member="serviceAccount:$WEBHOOK_SA_EMAIL" --role=roles/storage.objectUser \
+    --condition="title=quotas-only,expression=$quotas_only"
 # The worker reads the index and models, writes objects only under the markers prefix
 # (objectUser: a marker moves claimed -> done by a conditional overwrite, which needs
 # delete permission), and reads the bot token.
@@ -131,4 +140,14 @@ run gcloud storage cp "$models_dir/shape_predictor_5_face_landmarks.dat" \
     "$models_dir/dlib_face_recognition_resnet_model_v1.dat" "$MODELS_URI/" \
     --project="$PROJECT"
 
-log "done; next: infra/index.sh build ..., then infra/deploy.sh"
+log "first index version"
+# The bundled demo gallery, published only when the bucket has no index yet, so that the
+# bot answers right after infra/deploy.sh; the operator's first infra/index.sh build
+# replaces it (it is named as the oldest version). Runs locally with Application Default
+# Credentials, as infra/index.sh does.
+(cd "$REPO_ROOT" && export GOOGLE_CLOUD_PROJECT=$PROJECT && run "${PYTHON#"$REPO_ROOT"/}" \
+    -m index_builder publish demo/gallery --out "$INDEX_URI" --first)
+
+"$INFRA_DIR/monitoring.sh"
+
+log "done; next: infra/deploy.sh (the demo gallery answers), then infra/index.sh build ..."

@@ -13,6 +13,7 @@
 # wheel without compiling. Build logs go to stderr; stdout is only the wheel path.
 #
 # Settings (environment): PYTHON, DLIB_VERSION, SIMD (avx2 | avx), JOBS, NICE,
+# CACHED_ONLY=1 (print a cached wheel or exit 3, never build),
 # LOOKALIKE_WHEEL_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/lookalike-wheels).
 # Shared steps (cache, build tools, auditwheel) are in packaging/wheels.sh.
 set -euo pipefail
@@ -41,6 +42,7 @@ esac
 # Debian's single-threaded OpenBLAS: one request per instance, so threads only add
 # start-up cost and contention. Installed on demand when running as root (CI, dev boxes).
 if [[ ! -e $OPENBLAS_DIR/libopenblas.so || ! -e $OPENBLAS_INCLUDE/cblas.h ]]; then
+  stop_if_cached_only "no libopenblas-serial-dev"
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     log "installing libopenblas-serial-dev"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q libopenblas-serial-dev >&2 \
@@ -60,6 +62,7 @@ if wheel=$(cached_wheel "$KEY" dlib "$DLIB_VERSION") && [[ -n $wheel ]]; then
   echo "$wheel"
   exit 0
 fi
+stop_if_cached_only "$KEY"
 
 build_tools "$KEY"
 # cmake from the build venv when the machine has none.

@@ -12,7 +12,8 @@
 # bundles libgomp (OpenMP, used by nmslib's index building). Logs go to stderr; stdout is
 # only the wheel path.
 #
-# Settings (environment): PYTHON, NMSLIB_VERSION, NICE, LOOKALIKE_WHEEL_CACHE.
+# Settings (environment): PYTHON, NMSLIB_VERSION, NICE, CACHED_ONLY=1 (print a cached
+# wheel or exit 3, never build), LOOKALIKE_WHEEL_CACHE.
 set -euo pipefail
 
 NAME=build_nmslib_wheel
@@ -28,6 +29,7 @@ if wheel=$(cached_wheel "$KEY" nmslib "$NMSLIB_VERSION") && [[ -n $wheel ]]; the
   echo "$wheel"
   exit 0
 fi
+stop_if_cached_only "$KEY"
 
 build_tools "$KEY" "pybind11<3" "numpy<3"
 SRC=$(unpacked_sdist nmslib "$NMSLIB_VERSION")

@@ -11,6 +11,15 @@ log() { echo "$NAME: $*" >&2; }
 # The cached wheel of a project under a key, if any: cached_wheel KEY PROJECT VERSION
 cached_wheel() { compgen -G "$CACHE_ROOT/$1/$2-$3-${PY_TAG}-*.whl" | head -n 1; }
 
+# With CACHED_ONLY=1 a script that finds no cached wheel stops here (exit 3) instead of
+# installing packages and compiling: infra/deploy.sh's WORKER_WHEELS=auto asks this way.
+stop_if_cached_only() {
+  if [[ ${CACHED_ONLY:-0} == 1 ]]; then
+    log "not built yet ($*)"
+    exit 3
+  fi
+}
+
 # A fresh work directory with a venv of build tools in $WORK/venv; sets WORK and TOOLS
 # and puts the tools first on PATH. Extra pip requirements may follow the key.
 build_tools() {

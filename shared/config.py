@@ -81,6 +81,12 @@ class Settings:
     # (e.g. "avx2,fma"); a cold start on a CPU without them fails with a clear error
     # (shared/cpu.py). infra/deploy.sh sets them with the fast wheels; empty checks nothing.
     required_cpu_flags: tuple[str, ...] = ()
+    # Photos one chat may send per window, counted by the webhook across its instances in
+    # objects under quota_uri (functions/quota.py; empty: no quota). The first photo over
+    # it gets one polite answer, later ones in the window are dropped.
+    quota_uri: str = ""
+    photo_quota: int = 10
+    photo_quota_window_seconds: int = 600
 
     def __post_init__(self) -> None:
         if self.similarity not in get_args(SimilarityMethod):

@@ -47,6 +47,9 @@ class Job:
     # (shared/followups.py) and the answer to edit; "" and 0 for a new photo.
     view: str = ""
     edit_message_id: int = 0
+    # The webhook request's trace id (32 hex digits, or ""), so that the worker's log
+    # lines of the job join the webhook's in one trace.
+    trace: str = ""
     version: int = JOB_VERSION
 
     def __post_init__(self) -> None:

@@ -75,6 +75,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "photo_gone": ("Telegram no longer gives me the photo this answer is about. "
                        "Please send it again."),
         "no_match_view": "No look-alikes of this kind in my gallery.",
+        "not_ready": ("I am not ready to look at photos yet. Please try again in a few "
+                      "minutes."),
+        "photo_quota": ("That is {limit} photos in {minutes} minutes, as many as I can "
+                        "look at for one chat. Please send the next ones in a few minutes."),
     },
     "ru": {
         "start": (
@@ -140,6 +144,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "photo_gone": ("Telegram больше не отдаёт фото, к которому этот ответ. "
                        "Пришлите его ещё раз."),
         "no_match_view": "В моей галерее нет похожих такого рода.",
+        "not_ready": ("Я пока не готов смотреть фото. Попробуйте, пожалуйста, через "
+                      "несколько минут."),
+        "photo_quota": ("Это уже {limit} фото за {minutes} минут — столько я могу "
+                        "посмотреть для одного чата. Пожалуйста, пришлите следующие через "
+                        "несколько минут."),
     },
 }
 

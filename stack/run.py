@@ -67,6 +67,8 @@ class StackOptions:
     # concurrency 1; more threads on the GIL-bound face code only make every job slower
     # (functions-framework's gunicorn defaults to 4 threads per core).
     worker_threads: int = 1
+    # False: the bucket starts without an index, as a project before its first version.
+    index: bool = True
     # Extra LOOKALIKE_* settings for both functions, e.g. {"LOOKALIKE_TOP_K": "5"}.
     env: dict[str, str] = field(default_factory=dict)
     # The index directory published to the bucket as the current version.
@@ -179,6 +181,7 @@ def function_env(options: StackOptions, secret: str, gcs: str, pubsub: str,
         "LOOKALIKE_INDEX_URI": f"{bucket}/index",
         "LOOKALIKE_MODELS_URI": f"{bucket}/models",
         "LOOKALIKE_MARKERS_URI": f"{bucket}/markers",
+        "LOOKALIKE_QUOTA_URI": f"{bucket}/quotas",
         "LOOKALIKE_TELEGRAM_API_URL": bot_api,
         "LOOKALIKE_BOT_USERNAME": options.bot_username,
         "LOOKALIKE_JOBS_TOPIC": Settings().jobs_topic,
@@ -226,7 +229,7 @@ def _pubsub_clients(host: str) -> tuple[Any, Any]:
 def setup_storage(gcs_url: str, options: StackOptions) -> None:
     """The bucket, the model files under models/ and the gallery (the demo gallery unless
     the options name another) published under index/ as version "demo", as the index
-    builder publishes."""
+    builder publishes; no index at all when `options.index` is False."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -236,7 +239,8 @@ def setup_storage(gcs_url: str, options: StackOptions) -> None:
     models = packaged_model_dir()
     for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
         bucket.blob(f"models/{name}").upload_from_filename(str(models / name))
-    publish(GcsStore(options.bucket, "index", client=client), options.gallery, "demo")
+    if options.index:
+        publish(GcsStore(options.bucket, "index", client=client), options.gallery, "demo")
 
 
 def setup_pubsub(stack_host: str, options: StackOptions, push_endpoint: str,

@@ -301,3 +301,27 @@ def test_publish_to_cloud_storage_and_concurrent_publishers(small_set, gcs_bucke
     final = CelebrityIndex.load(fetch_index(uri, tmp_path / "final-cache"))
     assert np.array_equal(final.descriptors,
                           CelebrityIndex.load(small_set["native"]).descriptors)
+
+
+def test_publish_first_puts_the_demo_gallery_in_an_empty_bucket_only(gcs_bucket, tmp_path):
+    """What infra/setup.sh runs: the bundled gallery becomes the first version of an empty
+    index root, a second run changes nothing, and a later build replaces it."""
+    from shared.config import DEMO_GALLERY
+
+    uri = f"gs://{gcs_bucket}/index"
+    env = {**os.environ, "LOOKALIKE_CACHE_DIR": str(tmp_path / "match-cache")}
+    first = _builder("publish", str(DEMO_GALLERY), "--out", uri, "--first", env=env)
+    assert first.returncode == 0, first.stderr
+    demo = current_version(uri)
+    assert demo and demo.startswith("19700101T000000Z-") and f"published {demo}" in first.stdout
+    _same_contents(DEMO_GALLERY, fetch_index(uri, tmp_path / "cache"))
+    again = _builder("publish", str(DEMO_GALLERY), "--out", uri, "--first", env=env)
+    assert again.returncode == 0 and "nothing published" in again.stdout
+    assert [k for k in open_store(uri).list("versions/") if k.endswith("manifest.json")] == [
+        f"versions/{demo}/manifest.json"]
+    # A later publish of a build (here the same files, named by today's time) wins.
+    later = _builder("publish", str(DEMO_GALLERY), "--out", uri, env=env)
+    assert later.returncode == 0, later.stderr
+    assert current_version(uri) > demo
+    refused = _builder("publish", str(tmp_path), "--out", uri, env=env)
+    assert refused.returncode == 1 and "not an index version" in refused.stderr

@@ -9,6 +9,7 @@ unknown flag, a missing argument or a bad value fails earlier with another messa
 from __future__ import annotations
 
 import ast
+import hashlib
 import itertools
 import json
 import os
@@ -31,6 +32,7 @@ SCRIPTS = sorted(INFRA.glob("*.sh"))
 PROJECT = "lookalike-dry-run"
 # Never used by a dry run; a test fails if it shows up anywhere.
 TOKEN = "123456789:SENTINEL-bot-token-must-not-leak"
+ALERT_EMAIL = "ops@example.com"
 
 # What gcloud says when it has parsed a command and needs credentials to send it.
 AUTH_ERRORS = (
@@ -41,7 +43,9 @@ AUTH_ERRORS = (
 
 # Every script invocation the tests cover: (script, arguments, extra environment).
 RUNS = [
-    ("setup.sh", [], {}),
+    ("setup.sh", [], {"ALERT_EMAIL": ALERT_EMAIL}),
+    ("monitoring.sh", [], {}),  # without an e-mail address: policies notify no one
+    ("status.sh", [], {}),
     # The fast wheels are covered by the tests at the end, where they skip without them.
     ("deploy.sh", [], {"WORKER_WHEELS": "pypi"}),
     ("deploy.sh", ["worker"], {"WORKER_WHEELS": "pypi"}),
@@ -235,6 +239,17 @@ def _deploys(output: str) -> dict[str, list[str]]:
     return {argv[3]: argv for argv in _commands(output) if argv[1:3] == ["functions", "deploy"]}
 
 
+def _source(argv: list[str]) -> Path:
+    """--source: each function deploys from its own staged copy of the repository."""
+    [source] = [arg.removeprefix("--source=") for arg in argv if arg.startswith("--source=")]
+    return Path(source)
+
+
+def _fast(argv: list[str]) -> bool:
+    """Whether a worker deploy ships the fast wheels (its instances then check the CPU)."""
+    return "LOOKALIKE_REQUIRED_CPU_FLAGS" in _env_vars(argv)
+
+
 def _env_vars(argv: list[str]) -> dict[str, str]:
     """--set-env-vars as gcloud reads it: comma-separated, or by another delimiter D
     announced as ^D^ (`gcloud topic escaping`)."""
@@ -250,8 +265,10 @@ def test_deploy_settings(dry_runs):
     commands = _commands(dry_runs[("deploy.sh",)].stdout)
     deploys = _deploys(dry_runs[("deploy.sh",)].stdout)
     worker, webhook = deploys["lookalike-worker"], deploys["lookalike-webhook"]
-    for argv in (worker, webhook):
-        assert {"--gen2", "--runtime=python311", "--source=."} <= set(argv)
+    for argv, name in ((worker, "worker"), (webhook, "webhook")):
+        assert {"--gen2", "--runtime=python311"} <= set(argv)
+        assert _source(argv).name == name
+        assert _source(argv).parent.name.startswith("lookalike-deploy.")
     assert {"--entry-point=worker", "--trigger-topic=lookalike-jobs", "--retry",
             "--concurrency=1", "--cpu=1", "--ingress-settings=internal-only",
             "--set-secrets=TELEGRAM_BOT_TOKEN=lookalike-bot-token:latest"} <= set(worker)
@@ -285,13 +302,17 @@ def test_bucket_markers_and_models(dry_runs):
     assert len(files) == 1
     rules = json.loads(Path(files[0]).read_text())["rule"]
     assert rules == [{"action": {"type": "Delete"},
-                      "condition": {"age": 1, "matchesPrefix": ["markers/"]}}]
-    # The worker may write only under the markers prefix.
-    writes = [argv for argv in commands if "--role=roles/storage.objectUser" in argv]
-    assert len(writes) == 1
-    assert any(arg.startswith("--condition=") and
-               f'"projects/_/buckets/{PROJECT}-lookalike/objects/markers/"' in arg
-               for arg in writes[0]), writes
+                      "condition": {"age": 1, "matchesPrefix": ["markers/", "quotas/"]}}]
+    # The worker may write only under the markers prefix, the webhook under the quotas'.
+    writes = {argv[argv.index("--role=roles/storage.objectUser") - 1]: argv
+              for argv in commands if "--role=roles/storage.objectUser" in argv}
+    assert set(writes) == {f"--member=serviceAccount:lookalike-{name}@{PROJECT}"
+                           ".iam.gserviceaccount.com" for name in ("worker", "webhook")}
+    for member, argv in writes.items():
+        prefix = "markers" if "worker" in member else "quotas"
+        assert any(arg.startswith("--condition=") and
+                   f'"projects/_/buckets/{PROJECT}-lookalike/objects/{prefix}/"' in arg
+                   for arg in argv), argv
     # The models uploaded are local files that exist.
     copy = next(argv for argv in commands if argv[1:3] == ["storage", "cp"])
     sources = [arg for arg in copy[3:] if not arg.startswith(("gs://", "--"))]
@@ -437,7 +458,8 @@ def _recording_stubs(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def fast_deploy(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """`deploy.sh` with the default WORKER_WHEELS=fast; the staged source is kept."""
+    """`deploy.sh` with the default WORKER_WHEELS=auto and both fast wheels built; the
+    staged sources are kept."""
     if not _fast_wheels_cached():
         pytest.skip(f"no cached cp311 dlib and nmslib wheels under {WHEEL_CACHE} "
                     "(packaging/build_dlib_wheel.sh, packaging/build_nmslib_wheel.sh)")
@@ -447,9 +469,8 @@ def fast_deploy(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     assert result.returncode == 0, result.stderr
     assert not calls.exists(), f"a dry run called out: {calls.read_text()}"
     worker = _deploys(result.stdout)["lookalike-worker"]
-    [source] = [arg.removeprefix("--source=") for arg in worker if arg.startswith("--source=")]
-    staged = Path(source)
-    assert staged.parent == tmp and staged.is_dir(), source
+    staged = _source(worker)
+    assert staged.parent.parent == tmp and staged.is_dir(), staged
     return result, staged
 
 
@@ -460,8 +481,9 @@ def test_fast_wheels_deploy_the_worker_from_a_staged_copy(fast_deploy):
     deploys = _deploys(result.stdout)
     worker, webhook = deploys["lookalike-worker"], deploys["lookalike-webhook"]
     assert "--runtime=python311" in worker and "--runtime=python311" in webhook
-    # The webhook never imports dlib: the repository, as uploaded before.
-    assert "--source=." in webhook
+    # The webhook never imports dlib: its own copy, without wheels.
+    assert _source(webhook) == staged.parent / "webhook"
+    assert not (staged.parent / "webhook" / "wheels").exists()
     assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in _env_vars(webhook)
     env = _env_vars(worker)
     assert env["LOOKALIKE_REQUIRED_CPU_FLAGS"] == "avx2,fma"
@@ -491,13 +513,9 @@ def test_staged_source_is_the_allow_list_plus_the_wheels(fast_deploy):
 
 def test_staged_requirements_install_the_staged_wheels(fast_deploy, tmp_path):
     _, staged = fast_deploy
-    original = (REPO / "requirements.txt").read_text().splitlines()
-    lines = (staged / "requirements.txt").read_text().splitlines()
-    assert len(lines) == len(original)
-    changed = {old: new for old, new in zip(original, lines, strict=True) if old != new}
-    assert sorted(old.split("==")[0] for old in changed) == ["dlib-bin", "nmslib"]
+    changed = _replaced_entries(staged)
     for old, new in changed.items():
-        project = "dlib" if old.startswith("dlib-bin==") else "nmslib"
+        project = "dlib" if old == "dlib-bin" else "nmslib"
         assert new.startswith(f"./wheels/{project}-") and new.endswith(".whl"), new
         wheel = staged / new
         assert wheel.is_file(), new
@@ -514,6 +532,40 @@ def test_staged_requirements_install_the_staged_wheels(fast_deploy, tmp_path):
         [item] = json.loads((tmp_path / f"{project}.json").read_text())["install"]
         assert item["metadata"]["name"] == project
         assert item["download_info"]["url"] == wheel.resolve().as_uri()
+
+
+def _entries(text: str) -> dict[str, list[str]]:
+    """A lock file's requirements: first line (name==version or path) -> its hashes."""
+    entries: dict[str, list[str]] = {}
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--hash="):
+            entries[current].append(stripped.removesuffix(" \\").removeprefix("--hash="))
+        elif line and not line[0].isspace() and not line.startswith("#"):
+            current = line.removesuffix(" \\").split(" ;")[0]
+            entries[current] = []
+    return entries
+
+
+def _replaced_entries(staged: Path) -> dict[str, str]:
+    """The staged requirements.txt against locks/worker.txt: every entry the same except
+    dlib-bin's and nmslib's, which name the staged wheels with their sha256. Returns
+    {project: wheel path}."""
+    lock = _entries((REPO / "locks" / "worker.txt").read_text())
+    staged_entries = _entries((staged / "requirements.txt").read_text())
+    replaced = {}
+    for line, hashes in staged_entries.items():
+        if line.startswith("./wheels/"):
+            digest = hashlib.sha256((staged / line).read_bytes()).hexdigest()
+            assert hashes == [f"sha256:{digest}"], line
+            replaced["dlib-bin" if "/dlib-" in line else "nmslib"] = line
+        else:
+            assert lock[line] == hashes, line
+    assert set(lock) - set(staged_entries) == {
+        next(k for k in lock if k.startswith(f"{name}==")) for name in ("dlib-bin", "nmslib")}
+    assert sorted(replaced) == ["dlib-bin", "nmslib"]
+    return replaced
 
 
 def test_staged_source_uploads_the_wheels(fast_deploy, tmp_path):
@@ -548,8 +600,8 @@ def test_staging_is_removed_on_exit(tmp_path):
     stubs, _ = _recording_stubs(tmp_path)
     result = _run("deploy.sh", ["worker"], _deploy_env(tmp_path, stubs))
     assert result.returncode == 0, result.stderr
-    assert "--source=." not in result.stdout
-    assert not list(tmp_path.glob("lookalike-worker.*"))
+    assert _fast(_deploys(result.stdout)["lookalike-worker"])
+    assert not list(tmp_path.glob("lookalike-deploy.*"))
 
 
 def test_runtime_without_a_matching_python_stops_before_gcloud(tmp_path):
@@ -557,31 +609,104 @@ def test_runtime_without_a_matching_python_stops_before_gcloud(tmp_path):
     stubs, calls = _recording_stubs(tmp_path)
     _stub_bin(tmp_path, {"python3.12": "echo 'python3.12: command not found' >&2; exit 127\n"})
     env = _deploy_env(tmp_path, stubs, RUNTIME="python312", PYTHON=sys.executable)
-    result = _run("deploy.sh", [], env)
+    result = _run("deploy.sh", [], {**env, "WORKER_WHEELS": "fast"})
     assert result.returncode != 0
     assert "RUNTIME=python312" in result.stderr and "WORKER_WHEELS=pypi" in result.stderr
     assert _commands(result.stdout) == [] and not calls.exists()
-    assert not list(tmp_path.glob("lookalike-worker.*"))  # the staging went too
-    # The PyPI wheels need no local Python of that version; the webhook alone neither.
-    for args, extra in (([], {"WORKER_WHEELS": "pypi"}), (["webhook"], {})):
+    assert not list(tmp_path.glob("lookalike-deploy.*"))  # the staging went too
+    # The PyPI wheels need no local Python of that version; the webhook alone neither;
+    # auto (the default) falls back to the PyPI wheels and says why.
+    for args, extra in (([], {"WORKER_WHEELS": "pypi"}), (["webhook"], {}), ([], {})):
         ok = _run("deploy.sh", args, {**env, **extra})
         assert ok.returncode == 0, ok.stderr
-        for argv in _deploys(ok.stdout).values():
-            assert {"--runtime=python312", "--source=."} <= set(argv)
+        for name, argv in _deploys(ok.stdout).items():
+            assert "--runtime=python312" in argv
+            assert name == "lookalike-webhook" or not _fast(argv)
+    assert "python3.12 on PATH is Python 3.12" in ok.stderr and "PyPI" in ok.stderr
 
 
-def test_pypi_wheels_upload_the_repository_requirements(dry_runs):
-    worker = _deploys(dry_runs[("deploy.sh", "worker")].stdout)["lookalike-worker"]
-    assert "--source=." in worker
-    requirements = (REPO / "requirements.txt").read_text()
-    assert "\ndlib-bin==" in requirements and "\nnmslib==" in requirements
-    assert "wheels/" not in requirements
+def test_auto_without_built_wheels_deploys_the_pypi_wheels_and_says_so(tmp_path):
+    """A first deploy on a machine that never built the fast wheels: no compiling."""
+    stubs, calls = _recording_stubs(tmp_path)
+    cache = tmp_path / "empty-wheel-cache"
+    env = {**_deploy_env(tmp_path, stubs, PYTHON=sys.executable),
+           "LOOKALIKE_WHEEL_CACHE": str(cache)}
+    result = _run("deploy.sh", [], env)
+    assert result.returncode == 0, result.stderr
+    worker = _deploys(result.stdout)["lookalike-worker"]
+    assert not _fast(worker)
+    said = [line for line in result.stderr.splitlines() if "WORKER_WHEELS=auto" in line]
+    assert len(said) == 1, result.stderr
+    assert "PyPI" in said[0] and "not built" in said[0]
+    assert "WORKER_WHEELS=fast infra/deploy.sh" in said[0]  # how to build the fast ones
+    assert not (cache / "work").exists() and not calls.exists()  # nothing was built
+
+
+def _plant_wheels(cache: Path, dlib_tag: str, nmslib_tag: str) -> None:
+    """Files where packaging/ caches its wheels, named as auditwheel names them."""
+    blas = Path("/usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so")
+    if not blas.exists():
+        pytest.skip("the dlib wheel's cache key names Debian's libopenblas-serial version")
+    version = blas.resolve().name.removeprefix("libopenblas-").removesuffix(".so")
+    dlib = cache / f"dlib-20.0.1-avx2-openblas-serial-{version}-release-cp311"
+    nmslib = cache / "nmslib-2.1.2-avx2-cp311"
+    for folder, name in ((dlib, f"dlib-20.0.1-cp311-cp311-{dlib_tag}_x86_64.whl"),
+                         (nmslib, f"nmslib-2.1.2-cp311-cp311-{nmslib_tag}_x86_64.whl")):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+
+
+@pytest.mark.parametrize("dlib_tag", ["manylinux_2_35", "manylinux_2_39"])
+def test_auto_takes_built_wheels_only_when_their_glibc_fits_the_runtime(tmp_path, dlib_tag):
+    stubs, _ = _recording_stubs(tmp_path)
+    cache = tmp_path / "wheel-cache"
+    _plant_wheels(cache, dlib_tag, "manylinux_2_34")
+    env = {**_deploy_env(tmp_path, stubs, PYTHON=sys.executable, KEEP_STAGING="1"),
+           "LOOKALIKE_WHEEL_CACHE": str(cache)}
+    result = _run("deploy.sh", ["worker"], env)
+    assert result.returncode == 0, result.stderr
+    worker = _deploys(result.stdout)["lookalike-worker"]
+    fits = dlib_tag == "manylinux_2_35"  # python311's base image has glibc 2.35
+    assert _fast(worker) is fits
+    if fits:
+        replaced = _replaced_entries(_source(worker))
+        assert replaced["dlib-bin"] == f"./wheels/dlib-20.0.1-cp311-cp311-{dlib_tag}_x86_64.whl"
+    else:
+        assert "needs glibc 2.39, the runtime has 2.35" in result.stderr
+        refused = _run("deploy.sh", ["worker"], {**env, "WORKER_WHEELS": "fast"})
+        assert refused.returncode != 0 and "needs glibc 2.39" in refused.stderr
+        assert _commands(refused.stdout) == []
+        newer = _run("deploy.sh", ["worker"], {**env, "RUNTIME_GLIBC": "2.39"})
+        assert _fast(_deploys(newer.stdout)["lookalike-worker"])
+
+
+def test_each_function_uploads_its_own_lock(tmp_path):
+    """The PyPI wheels: each function's staged requirements.txt is its lock as it is; the
+    webhook's has no face code. Both uploads hold the same files of the repository."""
+    gcloud = _require("gcloud")
+    stubs, _ = _recording_stubs(tmp_path)
+    env = {**_deploy_env(tmp_path, stubs, KEEP_STAGING="1", WORKER_WHEELS="pypi")}
+    result = _run("deploy.sh", [], env)
+    assert result.returncode == 0, result.stderr
+    deploys = _deploys(result.stdout)
+    for name in ("webhook", "worker"):
+        staged = _source(deploys[f"lookalike-{name}"])
+        assert (staged / "requirements.txt").read_bytes() == (
+            REPO / "locks" / f"{name}.txt").read_bytes()
+        listed = subprocess.run([gcloud, "meta", "list-files-for-upload", str(staged)],
+                                env=_clean_env(tmp_path), capture_output=True, text=True,
+                                timeout=120)
+        assert listed.returncode == 0, listed.stderr
+        assert {p.split("/")[0] for p in listed.stdout.split()} == ALLOWED
+    webhook = {line.split("==")[0] for line in _entries(
+        (REPO / "locks" / "webhook.txt").read_text())}
+    assert not webhook & {"dlib-bin", "nmslib", "numpy", "pillow", "google-cloud-storage"}
 
 
 def test_unknown_worker_wheels_is_refused(tmp_path):
     stubs, _ = _recording_stubs(tmp_path)
     result = _run("deploy.sh", [], _deploy_env(tmp_path, stubs, WORKER_WHEELS="fastest"))
-    assert result.returncode != 0 and "WORKER_WHEELS must be fast or pypi" in result.stderr
+    assert result.returncode != 0 and "WORKER_WHEELS must be auto, fast or pypi" in result.stderr
     assert _commands(result.stdout) == []
 
 
@@ -645,3 +770,194 @@ def test_spark_build_refuses_local_photos(tmp_path):
                                "--engine", "spark"], env)
     assert result.returncode != 0 and "--photos gs://" in result.stderr
     assert result.stdout == ""
+
+
+# -- monitoring.sh: metrics, alerts, dashboard, budget; status.sh ------------------------
+
+MONITORING = INFRA / "monitoring"
+METRIC_FILES = sorted((MONITORING / "metrics").glob("*.json"))
+POLICY_FILES = sorted((MONITORING / "policies").glob("*.json"))
+
+
+def _flag(argv: list[str], name: str) -> str:
+    [value] = [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"--{name}=")]
+    return value
+
+
+def _monitoring_commands(output: str) -> dict[str, list[list[str]]]:
+    """The creating commands of a monitoring dry run, by kind."""
+    kinds = {"metric": ["logging", "metrics", "create"],
+             "channel": ["beta", "monitoring", "channels", "create"],
+             "policy": ["alpha", "monitoring", "policies", "create"],
+             "dashboard": ["monitoring", "dashboards", "create"],
+             "budget": ["billing", "budgets", "create"]}
+    commands = _commands(output)
+    return {kind: [argv for argv in commands if argv[1:1 + len(words)] == words]
+            for kind, words in kinds.items()}
+
+
+def test_setup_creates_metrics_alerts_dashboard_and_budget(dry_runs):
+    made = _monitoring_commands(dry_runs[("setup.sh",)].stdout)
+    assert sorted(argv[4] for argv in made["metric"]) == [p.stem for p in METRIC_FILES]
+    for argv in made["metric"]:
+        assert Path(_flag(argv, "config-from-file")).is_file()
+    [channel] = made["channel"]
+    assert "--type=email" in channel and f"--channel-labels=email_address={ALERT_EMAIL}" in channel
+    policies = [json.loads(_flag(argv, "policy")) for argv in made["policy"]]
+    assert len(policies) == len(POLICY_FILES) == 4
+    channel_name = f"projects/{PROJECT}/notificationChannels/0"  # the dry run's placeholder
+    assert all(p["notificationChannels"] == [channel_name] for p in policies)
+    filters = {p["displayName"]: json.dumps(p["conditions"]) for p in policies}
+    dead = filters["lookalike: dead-letter subscription not empty"]
+    assert "num_undelivered_messages" in dead and '\\"lookalike-jobs-dead\\"' in dead
+    errors = filters["lookalike: worker errors"]
+    assert "denominatorFilter" in errors and '\\"lookalike-worker\\"' in errors
+    assert '\\"lookalike-webhook\\"' in filters["lookalike: webhook 5xx"]
+    quiet = next(p for p in policies if p["combiner"] == "AND")
+    assert {"conditionThreshold", "conditionAbsent"} == {
+        key for c in quiet["conditions"] for key in c if key.startswith("condition")}
+    assert next(c["conditionAbsent"]["duration"] for c in quiet["conditions"]
+                if "conditionAbsent" in c) == "900s"
+    [dashboard] = made["dashboard"]
+    titles = [w["title"] for w in json.loads(_flag(dashboard, "config"))["gridLayout"]["widgets"]]
+    for word in ("Updates", "outcome", "p50 and p95", "cold starts", "Instances", "Dead letters"):
+        assert any(word in title for title in titles), (word, titles)
+    [budget] = made["budget"]
+    assert _flag(budget, "budget-amount") == "50USD"
+    assert [arg for arg in budget if arg.startswith("--threshold-rule=")] == [
+        "--threshold-rule=percent=0.5", "--threshold-rule=percent=0.9",
+        "--threshold-rule=percent=1.0"]
+    assert _flag(budget, "notifications-rule-monitoring-notification-channels") == channel_name
+
+
+def test_monitoring_without_an_address_notifies_no_one(dry_runs):
+    result = dry_runs[("monitoring.sh",)]
+    made = _monitoring_commands(result.stdout)
+    assert made["channel"] == [] and "ALERT_EMAIL is empty" in result.stderr
+    assert all(json.loads(_flag(argv, "policy"))["notificationChannels"] == []
+               for argv in made["policy"])
+    assert not any(arg.startswith("--notifications-rule") for arg in made["budget"][0])
+
+
+def test_monitoring_finds_what_exists_by_name(dry_runs):
+    """Re-runnable: each create follows a lookup of the same kind of resource (a dry run
+    finds nothing, so it shows the creates)."""
+    commands = _commands(dry_runs[("monitoring.sh",)].stdout)
+    creates = [i for i, argv in enumerate(commands) if "create" in argv[1:5]]
+    assert len(creates) == len(METRIC_FILES) + len(POLICY_FILES) + 2  # + dashboard, budget
+    for i in creates:
+        verb = commands[i].index("create")
+        lookup = commands[i - 1]
+        assert lookup[:verb] == commands[i][:verb], (lookup, commands[i])
+        assert lookup[verb] in {"describe", "list"}, lookup
+
+
+_SCHEMA_CHECK = r"""
+import json, sys
+from apitools.base.py import encoding
+from apitools.base.protorpclite import messages
+from googlecloudsdk.generated_clients.apis.logging.v2 import logging_v2_messages as logging
+from googlecloudsdk.generated_clients.apis.monitoring.v1 import monitoring_v1_messages as v1
+from googlecloudsdk.generated_clients.apis.monitoring.v3 import monitoring_v3_messages as v3
+kinds = {"metric": logging.LogMetric, "policy": v3.AlertPolicy, "dashboard": v1.Dashboard}
+
+def unknown(message, path):
+    found = [f"{path}.{name}" for name in message.all_unrecognized_fields()]
+    for field in message.all_fields():
+        value = message.get_assigned_value(field.name)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, messages.Message):
+                found += unknown(item, f"{path}.{field.name}")
+    return found
+
+problems = []
+for kind, text in json.load(sys.stdin):
+    message = encoding.JsonToMessage(kinds[kind], text)
+    problems += unknown(message, kind)
+print(json.dumps(problems))
+"""
+
+
+def test_monitoring_json_has_only_fields_the_apis_know(dry_runs):
+    """gcloud passes unknown JSON fields on to the API unchecked; its own API message
+    classes (Cloud Logging v2, Cloud Monitoring v3 and the dashboards' v1) name them."""
+    gcloud = Path(os.path.realpath(_require("gcloud")))
+    sdk = gcloud.parent.parent
+    python = sdk / "platform" / "bundledpythonunix" / "bin" / "python3"
+    if not python.exists():
+        pytest.skip(f"no Python bundled with gcloud under {sdk}")
+    made = _monitoring_commands(dry_runs[("setup.sh",)].stdout)
+    documents = [("metric", Path(_flag(argv, "config-from-file")).read_text())
+                 for argv in made["metric"]]
+    documents += [("policy", _flag(argv, "policy")) for argv in made["policy"]]
+    documents += [("dashboard", _flag(argv, "config")) for argv in made["dashboard"]]
+    result = subprocess.run(
+        [str(python), "-c", _SCHEMA_CHECK], input=json.dumps(documents),
+        env={**os.environ, "PYTHONPATH": f"{sdk / 'lib'}:{sdk / 'lib' / 'third_party'}"},
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    assert len(documents) == len(METRIC_FILES) + len(POLICY_FILES) + 1
+
+
+def _logged_names() -> str:
+    """The source the functions log from: structured fields are dict keys or keyword
+    arguments there."""
+    return "\n".join(p.read_text() for top in ("functions", "shared")
+                     for p in (REPO / top).rglob("*.py"))
+
+
+def test_metrics_read_fields_the_functions_log():
+    source = _logged_names()
+    texts = [p.read_text() for p in METRIC_FILES + POLICY_FILES] + [
+        (MONITORING / "dashboard.json").read_text()]
+    import re
+
+    fields = {name for text in texts for name in re.findall(r"jsonPayload\.(\w+)", text)}
+    assert fields >= {"outcome", "ms", "cold_start_ms", "component", "message"}
+    for name in fields - {"message"}:
+        assert re.search(rf'"{name}"|\b{name}=', source), f"nothing logs {name}"
+    for metric in METRIC_FILES:
+        config = json.loads(metric.read_text())
+        for message in re.findall(r'jsonPayload\.message=\\?"([^"\\]+)', config["filter"]):
+            assert f'"{message}"' in source, message
+    # The policies and the dashboard chart only metrics monitoring.sh creates.
+    used = {name for text in texts
+            for name in re.findall(r"logging\.googleapis\.com/user/(\w+)", text)}
+    assert used <= {p.stem for p in METRIC_FILES}, used
+    # Outcomes the policies single out are outcomes the worker logs.
+    outcomes = {value for text in texts
+                for value in re.findall(r'metric\.labels\.outcome=\\"(\w+)', text)}
+    for outcome in outcomes:
+        assert f'"{outcome}"' in source, outcome
+
+
+def test_status_shows_revisions_index_webhook_dead_letters_and_errors(dry_runs):
+    result = dry_runs[("status.sh",)]
+    commands = _commands(result.stdout)
+    described = [argv[3] for argv in commands if argv[1:3] == ["functions", "describe"]]
+    assert described == ["lookalike-webhook", "lookalike-worker"]
+    assert ["gcloud", "storage", "cat", f"gs://{PROJECT}-lookalike/index/current.json",
+            f"--project={PROJECT}"] in commands
+    assert any(argv[1:3] == ["storage", "du"] for argv in commands)
+    stdin = [line for line in result.stdout.splitlines() if line.startswith("# stdin:")]
+    assert any("/getWebhookInfo" in line for line in stdin)
+    assert any("Bearer <ACCESS_TOKEN>" in line for line in stdin)
+    monitoring = next(argv for argv in commands if argv[0] == "curl" and
+                      any("monitoring.googleapis.com" in arg for arg in argv))
+    assert monitoring[monitoring.index("--config") + 1] == "-"
+    assert any("num_undelivered_messages" in arg and "lookalike-jobs-dead" in arg
+               for arg in monitoring)
+    read = next(argv for argv in commands if argv[1:3] == ["logging", "read"])
+    assert any(arg.startswith("severity>=ERROR") for arg in read)
+
+
+def test_setup_publishes_the_demo_gallery_into_an_empty_index(dry_runs):
+    commands = _commands(dry_runs[("setup.sh",)].stdout)
+    [publish] = [argv for argv in commands if argv[1:4] == ["-m", "index_builder", "publish"]]
+    assert publish[4:] == ["demo/gallery", "--out", f"gs://{PROJECT}-lookalike/index", "--first"]
+    assert (REPO / publish[4] / "manifest.json").is_file()
+    # After the model files (a version's manifest names the models it was built with).
+    assert commands.index(publish) > next(i for i, argv in enumerate(commands)
+                                          if argv[1:3] == ["storage", "cp"])

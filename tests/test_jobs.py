@@ -61,12 +61,12 @@ def test_a_job_is_encoded_once_and_decodes_to_itself():
     assert job.to_bytes() is job.to_bytes()
     assert len(job.to_bytes()) <= MAX_JOB_BYTES
     assert Job.from_bytes(job.to_bytes()) == job
-    assert json.loads(job.to_bytes()) == {**VALID, "version": JOB_VERSION}
+    assert json.loads(job.to_bytes()) == {**VALID, "trace": "", "version": JOB_VERSION}
 
 
 def test_the_encoding_is_not_one_of_the_jobs_fields():
     job = Job(**VALID)
-    assert job.__dict__ == {**VALID, "version": JOB_VERSION}
+    assert job.__dict__ == {**VALID, "trace": "", "version": JOB_VERSION}
     assert Job(**{**job.__dict__, "width": 90}).to_bytes() != job.to_bytes()
     assert "_encoded" not in repr(job)
 

@@ -510,3 +510,100 @@ def test_arbitrary_callback_queries_never_crash(query):
     (_, status, _), publisher = post({"update_id": 3, "callback_query": query})
     assert status in (200, 400)
     assert len(publisher.jobs) <= 1
+
+
+def test_a_chat_over_its_photo_quota_is_told_once_then_dropped(gcs_bucket):
+    """The quota in fake-gcs-server: two photos published, the third answered in the
+    sender's language, the fourth dropped silently; another chat is not affected."""
+    import uuid
+
+    from functions.quota import PhotoQuota
+    from shared.storage import GcsStore
+
+    quota = PhotoQuota(GcsStore(gcs_bucket, f"quotas-{uuid.uuid4().hex[:8]}"), 2, 600)
+    limited = Settings(bot_username=BOT, photo_quota=2, photo_quota_window_seconds=600)
+    publisher = Recorder()
+
+    def send(update_id: int, chat_id: int = 42) -> tuple:
+        body = update(update_id, chat_id=chat_id, language="ru", photo=PHONE_PHOTO)
+        with _app.test_request_context("/", method="POST", data=json.dumps(body).encode(),
+                                       headers={SECRET_HEADER: SECRET},
+                                       content_type="application/json"):
+            return handle(flask.request, limited, publisher, SECRET, clock=lambda: NOW,
+                          quota=quota)
+
+    def accepted(chat_id: int = 42) -> tuple:  # published: "sending photo..." at once
+        return json.dumps({"method": "sendChatAction", "chat_id": chat_id,
+                           "action": "upload_photo"}), 200
+
+    assert [send(i)[:2] for i in (1, 2, 1)] == [accepted()] * 3  # update 1 came twice
+    told = send(3)
+    assert told[1] == 200
+    answer = json.loads(told[0])
+    assert answer["method"] == "sendMessage" and answer["chat_id"] == 42
+    assert answer["text"] == text("photo_quota", "ru", limit=2, minutes=10)
+    assert answer["reply_parameters"]["message_id"] == 7
+    assert send(4)[:2] == ("", 200)
+    assert send(5, chat_id=43)[:2] == accepted(43)
+    assert [(job.chat_id, job.update_id) for job in publisher.jobs] == [
+        (42, 1), (42, 2), (42, 1), (43, 5)]
+
+
+def test_a_button_pressed_over_the_photo_quota_is_always_answered(gcs_bucket):
+    """A press makes a job too, so it counts; over the quota it gets its
+    answerCallbackQuery with the notice every time (Telegram waits for an answer)."""
+    import uuid
+
+    from functions.quota import PhotoQuota
+    from shared.storage import GcsStore
+
+    quota = PhotoQuota(GcsStore(gcs_bucket, f"quotas-{uuid.uuid4().hex[:8]}"), 1, 600)
+    limited = Settings(bot_username=BOT, photo_quota=1, photo_quota_window_seconds=600)
+    publisher = Recorder()
+
+    def press(update_id: int) -> dict:
+        body = callback("la1:f:0", update_id=update_id, language="ru")
+        with _app.test_request_context("/", method="POST", data=json.dumps(body).encode(),
+                                       headers={SECRET_HEADER: SECRET},
+                                       content_type="application/json"):
+            result, status, _ = handle(flask.request, limited, publisher, SECRET,
+                                       clock=lambda: NOW, quota=quota)
+        assert status == 200
+        return json.loads(result)
+
+    assert press(1) == {"method": "answerCallbackQuery", "callback_query_id": "4411"}
+    notice = {"method": "answerCallbackQuery", "callback_query_id": "4411",
+              "text": text("photo_quota", "ru", limit=1, minutes=10), "show_alert": True}
+    assert press(2) == notice
+    assert press(3) == notice
+    assert [job.update_id for job in publisher.jobs] == [1]
+
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize("header", [
+    {"X-Cloud-Trace-Context": f"{TRACE.upper()}/12345;o=1"},
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-01"},
+])
+def test_the_update_logs_and_its_job_carry_the_requests_trace(header, capsys, monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "lookalike-test")
+    publisher = Recorder()
+    body = json.dumps(update(200, photo=PHONE_PHOTO)).encode()
+    with _app.test_request_context("/", method="POST", data=body,
+                                   headers={SECRET_HEADER: SECRET, **header},
+                                   content_type="application/json"):
+        assert handle(flask.request, SETTINGS, publisher, SECRET, clock=lambda: NOW)[1] == 200
+    [job] = publisher.jobs
+    assert job.trace == TRACE and Job.from_bytes(job.to_bytes()).trace == TRACE
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{") and '"webhook"' in line]
+    assert lines and all(line["logging.googleapis.com/trace"] ==
+                         f"projects/lookalike-test/traces/{TRACE}" for line in lines)
+
+
+def test_without_a_trace_header_nothing_is_made_up(capsys):
+    publisher = Recorder()
+    post(update(201, photo=PHONE_PHOTO), publisher=publisher)
+    assert publisher.jobs[0].trace == ""
+    assert "logging.googleapis.com/trace" not in capsys.readouterr().out

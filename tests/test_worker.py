@@ -26,7 +26,7 @@ from shared.config import DEMO_GALLERY
 from shared.followups import View
 from shared.jobs import Job
 from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
-from shared.storage import GcsStore, NotFound, StoreError
+from shared.storage import GcsStore
 from shared.texts import text
 from stack.bot_api import BotApiServer, SentMessage
 from tests.sexed_gallery import gallery_with_sex, sex_of
@@ -281,15 +281,18 @@ def test_fresh_claim_by_another_worker_raises(env, api, labelled) -> None:
     assert api.sent == [] and api.downloads() == 0
 
 
-def test_storage_unavailable_at_cold_start_raises(env, api, monkeypatch, labelled,
-                                                  tmp_path) -> None:
+def test_missing_model_files_are_answered_not_ready(env, api, monkeypatch, labelled,
+                                                   tmp_path) -> None:
+    """Models not where the deployment says: a deployment error, answered and
+    acknowledged. Storage that is down instead is retried: tests/e2e/
+    test_reliability_faults.py::test_storage_down_at_cold_start_fails_fast_then_answers_once."""
     monkeypatch.setenv("LOOKALIKE_MODELS_URI", "gs://no-such-bucket-here/models")
     monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path / "empty-cache"))
     worker.instance_state.reset()
     event = pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes())
-    with pytest.raises((StoreError, NotFound)):
-        worker.handle_event(event)
-    assert api.sent == []
+    worker.handle_event(event)
+    [reply] = api.sent
+    assert reply.text == text("not_ready", "en")
 
 
 def test_no_user_photo_touches_the_disk_and_the_token_stays_out_of_logs(
@@ -493,3 +496,64 @@ def test_a_quick_job_sends_no_action_of_its_own(sexed, api, labelled) -> None:
     # The webhook's action still shows while the answer comes within 4.5 s.
     if answer.time - job.received_at < 4.5:
         assert api.chat_actions == []
+
+
+def test_no_index_version_is_answered_not_ready_and_acknowledged(
+        env, api, bucket, monkeypatch, labelled, caplog) -> None:
+    """A first deploy before any index: each photo gets one short answer, not ten minutes
+    of retries into the dead-letter topic; the first version published is then used."""
+    prefix = f"first-deploy-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("LOOKALIKE_INDEX_URI", f"gs://{bucket}/{prefix}/index")
+    monkeypatch.setenv("LOOKALIKE_INDEX_REFRESH_SECONDS", "0")
+    worker.instance_state.reset()
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]), language_code="ru")
+    with caplog.at_level(logging.INFO):
+        worker.handle_event(pubsub_event(job.to_bytes()))  # returns: acknowledged
+        worker.handle_event(pubsub_event(job.to_bytes()))  # a redelivery: skipped
+    [reply] = api.sent
+    assert reply.method == "sendMessage" and reply.text == text("not_ready", "ru")
+    assert reply.reply_to == job.message_id
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "cannot serve" in errors[0].getMessage()
+    assert [r.fields["outcome"] for r in caplog.records
+            if "outcome" in getattr(r, "fields", {})] == ["not_ready"]
+
+    publish(GcsStore(bucket, f"{prefix}/index"), DEMO_GALLERY, "v1")
+    later = job_for(photo(api, labelled["Barack_Obama"][-1]))
+    worker.handle_event(pubsub_event(later.to_bytes()))
+    assert [m.method for m in api.sent] == ["sendMessage", "sendPhoto"], api.sent[-1].text
+
+
+def test_a_press_on_a_worker_that_cannot_serve_is_answered_not_ready(
+        env, api, bucket, monkeypatch, labelled) -> None:
+    """A button pressed while no index version exists: one reply to the answer, acked."""
+    monkeypatch.setenv("LOOKALIKE_INDEX_URI", f"gs://{bucket}/none-{uuid.uuid4().hex[:8]}")
+    worker.instance_state.reset()
+    job = job_for(photo(api, labelled["Rose_Leslie"][0]), view=View("female").encode(),
+                  edit_message_id=999, language_code="ru")
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    [reply] = api.sent
+    assert (reply.method, reply.reply_to, reply.text) == (
+        "sendMessage", 999, text("not_ready", "ru"))
+
+
+def test_a_cpu_without_the_wheels_instructions_is_answered_not_ready(
+        env, api, monkeypatch, labelled) -> None:
+    monkeypatch.setenv("LOOKALIKE_REQUIRED_CPU_FLAGS", "avx2,no_such_cpu_flag")
+    worker.instance_state.reset()
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]))
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    [reply] = api.sent
+    assert reply.text == text("not_ready", "en")
+
+
+def test_the_jobs_log_lines_carry_the_webhooks_trace(env, api, labelled, capsys,
+                                                     monkeypatch) -> None:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "lookalike-test")
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    job = job_for(photo(api, labelled["Barack_Obama"][-1]), trace=trace)
+    worker.handle_event(pubsub_event(job.to_bytes()))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{") and '"functions.worker"' in line]
+    [done] = [line for line in lines if "outcome" in line]
+    assert done["logging.googleapis.com/trace"] == f"projects/lookalike-test/traces/{trace}"
