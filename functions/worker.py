@@ -253,16 +253,14 @@ def _follow_up(job: Job, instance: _Instance, view: View) -> str:
         return exc.code
     buttons = keyboard(view, bool(assets.index.sexes), result.more, lang)
     try:
+        pictured = assets.index.manifest.photos > 0  # the answer is a picture
         if not answered_faces(result):
-            nothing = text("no_match_view", lang)
-            if assets.index.manifest.photos == 0:
-                telegram.edit_text(chat, answer, nothing, buttons)
-            else:
-                telegram.edit_caption(chat, answer, nothing, buttons)
+            telegram.edit_words(chat, answer, text("no_match_view", lang), buttons,
+                                caption=pictured)
             return "follow-up without matches"
-        if assets.index.manifest.photos == 0:
-            telegram.edit_text(chat, answer, matches_text(result, lang, MESSAGE_LIMIT), buttons,
-                               PARSE_MODE)
+        if not pictured:
+            telegram.edit_words(chat, answer, matches_text(result, lang, MESSAGE_LIMIT),
+                                buttons, PARSE_MODE, caption=False)
             return "follow-up edited as text"
         # As the first answer: the caption credits every gallery picture the rows show.
         telegram.edit_photo(chat, answer, render_jpeg(result, assets.photos),

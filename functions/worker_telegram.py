@@ -131,20 +131,21 @@ class TelegramClient:
             media=telegram.InputMediaPhoto(photo, caption=caption, parse_mode=parse_mode),
             reply_markup=reply_markup), chat_id)
 
-    def edit_caption(self, chat_id: int, message_id: int, caption: str,
-                     reply_markup: telegram.InlineKeyboardMarkup | None,
-                     parse_mode: str | None = None) -> object:
-        return self.call(lambda bot: bot.edit_message_caption(
-            chat_id=chat_id, message_id=message_id, caption=caption, parse_mode=parse_mode,
-            reply_markup=reply_markup), chat_id)
-
-    def edit_text(self, chat_id: int, message_id: int, text: str,
-                  reply_markup: telegram.InlineKeyboardMarkup | None,
-                  parse_mode: str | None = None) -> object:
-        return self.call(lambda bot: bot.edit_message_text(
-            chat_id=chat_id, message_id=message_id, text=text, parse_mode=parse_mode,
-            link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
-            reply_markup=reply_markup), chat_id)
+    def edit_words(self, chat_id: int, message_id: int, words: str,
+                   reply_markup: telegram.InlineKeyboardMarkup | None,
+                   parse_mode: str | None = None, *, caption: bool) -> object:
+        """New words for an answer, in place: its caption when it is a picture, its text
+        (without link previews, as sent) when it is a text answer."""
+        def edit(bot: telegram.Bot) -> Awaitable[object]:
+            if caption:
+                return bot.edit_message_caption(
+                    chat_id=chat_id, message_id=message_id, caption=words,
+                    parse_mode=parse_mode, reply_markup=reply_markup)
+            return bot.edit_message_text(
+                chat_id=chat_id, message_id=message_id, text=words, parse_mode=parse_mode,
+                link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+                reply_markup=reply_markup)
+        return self.call(edit, chat_id)
 
     @contextlib.contextmanager
     def upload_photo_action(self, chat_id: int, since: float) -> Iterator[None]:

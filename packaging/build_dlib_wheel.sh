@@ -57,12 +57,7 @@ OPENBLAS_VERSION=$(basename "$(readlink -f "$OPENBLAS_DIR/libopenblas.so")" .so)
 OPENBLAS_VERSION=${OPENBLAS_VERSION#libopenblas-}
 
 KEY="dlib-${DLIB_VERSION}-${SIMD}-openblas-serial-${OPENBLAS_VERSION}-release-${PY_TAG}"
-if wheel=$(cached_wheel "$KEY" dlib "$DLIB_VERSION") && [[ -n $wheel ]]; then
-  log "cached: $wheel"
-  echo "$wheel"
-  exit 0
-fi
-stop_if_cached_only "$KEY"
+use_cached_wheel "$KEY" dlib "$DLIB_VERSION"
 
 build_tools "$KEY"
 # cmake from the build venv when the machine has none.

@@ -24,12 +24,7 @@ NICE=${NICE:-10}
 source "$(dirname "$0")/wheels.sh"
 
 KEY="nmslib-${NMSLIB_VERSION}-avx2-${PY_TAG}"
-if wheel=$(cached_wheel "$KEY" nmslib "$NMSLIB_VERSION") && [[ -n $wheel ]]; then
-  log "cached: $wheel"
-  echo "$wheel"
-  exit 0
-fi
-stop_if_cached_only "$KEY"
+use_cached_wheel "$KEY" nmslib "$NMSLIB_VERSION"
 
 build_tools "$KEY" "pybind11<3" "numpy<3"
 SRC=$(unpacked_sdist nmslib "$NMSLIB_VERSION")

@@ -20,6 +20,18 @@ stop_if_cached_only() {
   fi
 }
 
+# A cached wheel is printed and ends the script (exit 0); none goes on to the build,
+# unless CACHED_ONLY=1: use_cached_wheel KEY PROJECT VERSION
+use_cached_wheel() {
+  local wheel
+  if wheel=$(cached_wheel "$1" "$2" "$3") && [[ -n $wheel ]]; then
+    log "cached: $wheel"
+    echo "$wheel"
+    exit 0
+  fi
+  stop_if_cached_only "$1"
+}
+
 # A fresh work directory with a venv of build tools in $WORK/venv; sets WORK and TOOLS
 # and puts the tools first on PATH. Extra pip requirements may follow the key.
 build_tools() {

@@ -294,8 +294,8 @@ def test_the_workers_calls_are_valid_and_in_the_usage_list(api):
                          parse_mode="HTML", reply_markup=buttons)
         # A button pressed: the answer edited in place, in each of the three ways.
         client.edit_photo(5, sent.message_id, jpeg(), "<b>Bo</b> — 80%", buttons, "HTML")
-        client.edit_caption(5, sent.message_id, "nobody", None)
-        client.edit_text(5, sent.message_id, "<i>Cy</i>", buttons, "HTML")
+        client.edit_words(5, sent.message_id, "nobody", None, caption=True)
+        client.edit_words(5, sent.message_id, "<i>Cy</i>", buttons, "HTML", caption=False)
     finally:
         client.close()
     sent = {(c["method"], field) for c in api.calls if c["method"] != "download"

@@ -32,13 +32,7 @@ from stack.chat_picture import render_answer
 from stack.emulators import EmulatorUnavailable
 from stack.push_tap import Delivery
 from stack.run import Stack, StackOptions, running_stack
-from stack.send import (
-    callback_update,
-    deliver,
-    document_update,
-    photo_message_update,
-    post_update,
-)
+from stack.send import callback_update, deliver, document_update, photo_message_update, post_update
 from tests.sexed_gallery import gallery_with_sex, sex_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
