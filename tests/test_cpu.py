@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.cpu import CPUINFO, blas_core_type, choose_blas_kernels, missing_cpu_flags
 from shared.jobs import Job
 from shared.models import ModelError
+from shared.texts import text
 from stack.bot_api import BotApiServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,16 +129,19 @@ def _push_body(job: Job) -> dict:
             "subscription": "projects/local-project/subscriptions/lookalike-worker"}
 
 
-def test_worker_answers_500_and_keeps_serving_when_the_cpu_lacks_flags(
+def test_worker_answers_not_ready_and_keeps_serving_when_the_cpu_lacks_flags(
         monkeypatch, tmp_path, caplog) -> None:
-    """A deployment error: the job goes back to Pub/Sub (retried, then dead-lettered),
-    nobody is answered, the log names the flags, and the process lives on."""
+    """A deployment error a retry cannot fix: the user is told once that the bot is not
+    ready, the job is acknowledged (no retries into the dead-letter topic), the log names
+    the flags, and the process lives on."""
     with BotApiServer(TOKEN) as api:
         for name, value in {"REQUIRED_CPU_FLAGS": "no_such_flag", "CACHE_DIR": str(tmp_path),
                             "TELEGRAM_API_URL": api.url}.items():
             monkeypatch.setenv("LOOKALIKE_" + name, value)
-        for name in ("MODELS_URI", "INDEX_URI", "MARKERS_URI"):
+        for name in ("MODELS_URI", "INDEX_URI"):
             monkeypatch.delenv("LOOKALIKE_" + name, raising=False)
+        # Markers on a local directory: the redelivery is known and not answered again.
+        monkeypatch.setenv("LOOKALIKE_MARKERS_URI", str(tmp_path / "markers"))
         monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
         worker.instance_state.reset()
         try:
@@ -151,8 +155,10 @@ def test_worker_answers_500_and_keeps_serving_when_the_cpu_lacks_flags(
             with caplog.at_level(logging.ERROR):
                 statuses = [client.post("/projects/local-project/topics/lookalike-jobs",
                                         json=_push_body(job)).status_code for _ in range(2)]
-            assert statuses == [500, 500]  # not acknowledged: Pub/Sub redelivers
-            assert api.sent == [] and api.downloads() == 0
+            assert statuses == [200, 200]  # acknowledged, the redelivery too
+            [reply] = api.sent
+            assert (reply.method, reply.text) == ("sendMessage", text("not_ready", "en"))
+            assert api.downloads() == 0
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
             assert any("lacks no_such_flag" in r.getMessage() for r in errors)
         finally:

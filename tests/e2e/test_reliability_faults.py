@@ -434,9 +434,14 @@ def test_zz_no_photo_bytes_at_rest_and_no_secret_in_any_log(stack: Stack, temp_d
                             client_options={"api_endpoint": stack.gcs.url})
     objects = list(client.list_blobs(stack.options.bucket))
     prefixes = {blob.name.split("/", 1)[0] for blob in objects}
-    assert prefixes <= {"models", "index", "markers"}, prefixes
+    assert prefixes <= {"models", "index", "markers", "quotas"}, prefixes
     markers = [blob for blob in objects if blob.name.startswith("markers/")]
     assert markers and all(blob.size < 200 for blob in markers)
+    # The photo quota keeps a small count per chat (functions/quota.py), never a photo.
+    quotas = [blob for blob in objects if blob.name.startswith("quotas/")]
+    assert all(blob.size < 1024 for blob in quotas)
+    for blob in quotas:
+        assert not any(chunk in blob.download_as_bytes() for chunk in chunks), blob.name
     for blob in markers:
         assert json.loads(blob.download_as_bytes())["state"] in ("claimed", "done", "released")
 
