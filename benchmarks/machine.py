@@ -9,13 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# What the deployed worker runs with (infra/config.sh, WORKER_GLIBC_TUNABLES): large
-# malloc blocks, the index graph among them, in transparent huge pages.
+# What the worker runs with for a million-entry index (infra/config.sh,
+# WORKER_GLIBC_TUNABLES; off by default): large malloc blocks, the index graph among
+# them, in transparent huge pages.
 WORKER_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
 
 
 def as_the_worker_runs(module: str, argv: Sequence[str] | None = None) -> None:
-    """Start this benchmark again with the worker's GLIBC_TUNABLES unless the variable
+    """Start this benchmark again with a large index's GLIBC_TUNABLES unless the variable
     is set (glibc reads it once, at process start); set it empty to measure without."""
     if "GLIBC_TUNABLES" in os.environ:
         return

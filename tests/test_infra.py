@@ -48,7 +48,9 @@ RUNS = [
     ("status.sh", [], {}),
     # The fast wheels are covered by the tests at the end, where they skip without them.
     ("deploy.sh", [], {"WORKER_WHEELS": "pypi"}),
-    ("deploy.sh", ["worker"], {"WORKER_WHEELS": "pypi"}),
+    # A million-entry gallery's worker: malloc in huge pages (docs/performance.md).
+    ("deploy.sh", ["worker"], {"WORKER_WHEELS": "pypi",
+                               "WORKER_GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     ("webhook.sh", ["set"], {"DROP_PENDING_UPDATES": "1"}),
     ("webhook.sh", ["info"], {}),
     ("webhook.sh", ["delete"], {}),
@@ -277,7 +279,8 @@ def test_deploy_settings(dry_runs):
             } <= set(webhook)
     env = _env_vars(worker)
     assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in env  # the PyPI wheels run on any CPU
-    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"  # the index in huge pages
+    # Huge pages cost the 12k gallery time and memory: glibc's default unless asked.
+    assert "GLIBC_TUNABLES" not in env
     assert "GLIBC_TUNABLES" not in _env_vars(webhook)
     assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
     assert env["LOOKALIKE_MODELS_URI"] == f"gs://{PROJECT}-lookalike/models"
@@ -289,10 +292,23 @@ def test_deploy_settings(dry_runs):
     from shared.config import Settings
 
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
-    # Besides the settings: the project, and glibc's own (read by the C library).
-    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES"}
+    # Besides the settings: the project.
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
     update = next(argv for argv in commands if argv[1:4] == ["pubsub", "subscriptions", "update"])
     assert f"--dead-letter-topic=projects/{PROJECT}/topics/lookalike-jobs-dead" in update
+
+
+def test_huge_pages_are_a_switch_for_large_indexes(dry_runs):
+    """WORKER_GLIBC_TUNABLES reaches the worker's environment, and only the worker's."""
+    deploys = _deploys(dry_runs[("deploy.sh", "worker")].stdout)
+    assert set(deploys) == {"lookalike-worker"}
+    env = _env_vars(deploys["lookalike-worker"])
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    from shared.config import Settings
+
+    known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
+    # Besides the settings: the project, and glibc's own (read by the C library).
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES"}
 
 
 def test_bucket_markers_and_models(dry_runs):
@@ -487,13 +503,13 @@ def test_fast_wheels_deploy_the_worker_from_a_staged_copy(fast_deploy):
     assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in _env_vars(webhook)
     env = _env_vars(worker)
     assert env["LOOKALIKE_REQUIRED_CPU_FLAGS"] == "avx2,fma"
-    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert "GLIBC_TUNABLES" not in env  # huge pages only for large indexes
     assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
     from shared.config import Settings
 
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
-    # Besides the settings: the project, and glibc's own (read by the C library).
-    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES"}
+    # Besides the settings: the project.
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
     assert str(staged) in result.stderr and "./wheels/dlib-" in result.stderr
 
 
