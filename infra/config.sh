@@ -50,9 +50,8 @@ WORKER_WHEELS=${WORKER_WHEELS:-auto}
 RUNTIME_GLIBC=${RUNTIME_GLIBC:-2.35}
 # glibc tunables of the worker; empty (the default): glibc's own. For an index of about a
 # million entries set glibc.malloc.hugetlb=1: malloc then asks for transparent huge pages
-# for large blocks (glibc >= 2.35), the graph's random walk misses the TLB less and
-# queries take ~13 % less. With the 12k gallery it only costs: ~0.19 s more cold start
-# and 2.3x the memory (docs/performance.md, "Huge pages by index size").
+# for large blocks (glibc >= 2.35) and the graph's random walk misses the TLB less. A 12k
+# gallery gains nothing from it and pays in memory (docs/performance.md, "Huge pages").
 WORKER_GLIBC_TUNABLES=${WORKER_GLIBC_TUNABLES-}
 
 # The webhook only checks the secret header, answers commands and publishes a job:
