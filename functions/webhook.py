@@ -164,7 +164,8 @@ def _read_part(data: dict[str, Any]) -> dict[str, Any]:
 
 def _quota_answer(action: Enqueue, job: Job, settings: Settings) -> dict[str, Any]:
     """The answer to a photo or a pressed button over the chat's photo quota."""
-    reply = text("photo_quota", job.language_code, limit=settings.photo_quota,
+    reply = text("press_quota" if job.view else "photo_quota", job.language_code,
+                 limit=settings.photo_quota,
                  minutes=max(1, settings.photo_quota_window_seconds // 60))
     if job.view:  # a button: its answerCallbackQuery carries the notice
         return {**action.answer, "text": reply, "show_alert": True}

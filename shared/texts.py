@@ -77,8 +77,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_match_view": "No look-alikes of this kind in my gallery.",
         "not_ready": ("I am not ready to look at photos yet. Please try again in a few "
                       "minutes."),
-        "photo_quota": ("That is {limit} photos in {minutes} minutes, as many as I can "
-                        "look at for one chat. Please send the next ones in a few minutes."),
+        # Photos and button presses share one quota (functions/quota.py); a press's
+        # notice is an answerCallbackQuery alert, at most 200 characters.
+        "photo_quota": ("That is {limit} photos and button presses in {minutes} minutes, as "
+                        "many as I can look at for one chat. Please send the next ones in a "
+                        "few minutes."),
+        "press_quota": ("That is {limit} photos and button presses in {minutes} minutes, as "
+                        "many as I can look at for one chat. Please press again in a few "
+                        "minutes."),
     },
     "ru": {
         "start": (
@@ -146,9 +152,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_match_view": "В моей галерее нет похожих такого рода.",
         "not_ready": ("Я пока не готов смотреть фото. Попробуйте, пожалуйста, через "
                       "несколько минут."),
-        "photo_quota": ("Это уже {limit} фото за {minutes} минут — столько я могу "
-                        "посмотреть для одного чата. Пожалуйста, пришлите следующие через "
-                        "несколько минут."),
+        "photo_quota": ("Это уже {limit} фото и нажатий кнопок за {minutes} минут — "
+                        "столько я могу посмотреть для одного чата. Пожалуйста, пришлите "
+                        "следующие через несколько минут."),
+        "press_quota": ("Это уже {limit} фото и нажатий кнопок за {minutes} минут — "
+                        "столько я могу посмотреть для одного чата. Пожалуйста, нажмите "
+                        "ещё раз через несколько минут."),
     },
 }
 

@@ -18,3 +18,14 @@ def test_language_choice_falls_back_to_english():
     assert language("ru") == language("ru-RU") == "ru"
     assert language("en-GB") == language("de") == language(None) == language("") == "en"
     assert text("send_photo", "ru") != text("send_photo", "fr") == text("send_photo")
+
+
+def test_the_quota_notices_name_presses_and_fit_an_alert():
+    """Presses count against the photo quota, so both notices say so; a press's notice is
+    an answerCallbackQuery alert, which Telegram cuts at 200 characters."""
+    for lang, press_word in (("en", "press"), ("ru", "нажат")):
+        for key in ("photo_quota", "press_quota"):
+            notice = text(key, lang, limit=10, minutes=10)
+            assert press_word in notice.lower(), (lang, key)
+        assert len(text("press_quota", lang, limit=1000, minutes=1440)) <= 200
+    assert "press again" in text("press_quota", "en", limit=10, minutes=10)

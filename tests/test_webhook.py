@@ -573,9 +573,10 @@ def test_a_button_pressed_over_the_photo_quota_is_always_answered(gcs_bucket):
 
     assert press(1) == {"method": "answerCallbackQuery", "callback_query_id": "4411"}
     notice = {"method": "answerCallbackQuery", "callback_query_id": "4411",
-              "text": text("photo_quota", "ru", limit=1, minutes=10), "show_alert": True}
+              "text": text("press_quota", "ru", limit=1, minutes=10), "show_alert": True}
     assert press(2) == notice
     assert press(3) == notice
+    assert "нажатий" in notice["text"] and "нажмите" in notice["text"]
     assert [job.update_id for job in publisher.jobs] == [1]
 
 
