@@ -3,8 +3,8 @@
 Telegram allows about one message per second to one chat, about 20 per minute to one
 group, and about 30 per second for the whole bot; past that it answers 429 with
 `retry_after`. Each send first reserves a slot: the earliest time that is at least
-`chat_interval` after the chat's previous message was answered, `bot_interval` after
-anyone's slot and, for a group (a negative chat id), a minute after the group's
+`chat_interval` after the chat's previous message was answered, `bot_interval` away from
+every other chat's reserved slot and, for a group (a negative chat id), a minute after the group's
 `group_per_minute`-th last message. The shared state is only touched under a short lock;
 waiting happens outside it.
 
@@ -22,6 +22,7 @@ upload finished; one chat's `RetryAfter` halts every request of the bot; and it 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
 import time
@@ -52,7 +53,10 @@ class SendLimiter:
         self._chat_locks: dict[int | str, threading.Lock] = {}
         # When each of a group's last `group_per_minute` messages was answered.
         self._group_sent: dict[int | str, deque[float]] = {}
-        self._next_for_bot = 0.0
+        # Every chat's reserved start, sorted; those more than `bot_interval` past are
+        # dropped. A chat waiting for its own slot holds one place in the bot's pace, not
+        # every place before it: other chats take the free ones in between.
+        self._bot_slots: list[float] = []
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -89,12 +93,25 @@ class SendLimiter:
         rates; taken."""
         with self._lock:
             now = self.clock()
-            start = max(now, self._chat_ready.get(chat_id, now), self._next_for_bot)
+            start = max(now, self._chat_ready.get(chat_id, now))
             sent = self._group_sent.get(chat_id)
             if sent is not None and len(sent) >= self.group_per_minute:
                 start = max(start, sent[0] + GROUP_WINDOW_SECONDS)
-            self._next_for_bot = start + self.bot_interval
+            start = self._free_bot_slot(start, now)
+            bisect.insort(self._bot_slots, start)
             return start - now
+
+    def _free_bot_slot(self, start: float, now: float) -> float:
+        """The earliest time from `start` at least `bot_interval` away from every reserved
+        slot (under the lock)."""
+        past = bisect.bisect_left(self._bot_slots, now - self.bot_interval)
+        del self._bot_slots[:past]  # cannot clash with a start from now on
+        for slot in self._bot_slots:
+            if slot >= start + self.bot_interval:
+                break
+            if slot > start - self.bot_interval:
+                start = slot + self.bot_interval
+        return start
 
     def _lock_for(self, chat_id: int | str) -> threading.Lock:
         with self._lock:

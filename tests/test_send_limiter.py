@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from functions.send_limiter import SendLimiter
 
 
@@ -69,3 +71,24 @@ def test_the_group_rate_is_configurable():
     limiter = SendLimiter(0.0, 0.0, clock=time.clock, sleep=time.sleep, group_per_minute=3)
     times = _send(limiter, time, -5, 7, upload=0.0)
     assert times == [0.0, 0.0, 0.0, 60.0, 60.0, 60.0, 120.0]
+
+
+def test_a_chat_waiting_for_its_slot_does_not_hold_up_other_chats():
+    """A burst's next message waits a second for its chat's slot; another chat's message
+    meanwhile goes at once (one bot-wide interval later at most), not after it."""
+    time = FakeTime()
+    limiter = SendLimiter(1.0, 1 / 30, clock=time.clock, sleep=lambda seconds: None)
+    with limiter.slot(1) as waited:  # answered at 0: chat 1's next slot is at 1.0
+        assert waited == 0
+    with limiter.slot(1) as waited:
+        assert waited == 1.0
+    starts = []
+    for chat in range(2, 40):
+        with limiter.slot(chat) as waited:
+            starts.append(waited)
+    assert starts[0] == pytest.approx(1 / 30)  # right after chat 1's first message
+    # The bot-wide pace holds around chat 1's reserved slot too.
+    every = sorted([0.0, 1.0, *starts])
+    assert min(later - earlier for earlier, later in itertools.pairwise(every)) \
+        >= 1 / 30 - 1e-9
+    assert max(starts) < 40 / 30 + 1e-9
