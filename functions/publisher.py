@@ -5,10 +5,16 @@ A publisher's client is made on first use and kept for the life of the publisher
 the webhook keeps for the life of the instance (Google's Cloud Functions samples do the
 same, see shared/instance.py): creating one costs tens of milliseconds and a new gRPC
 channel. It honours PUBSUB_EMULATOR_HOST for the local emulator.
+
+Each job carries its chat as the ordering key. The worker's subscription has message
+ordering on, so Pub/Sub pushes one chat's jobs one at a time, in the order published:
+a chat's burst occupies one worker request at a time however many instances there are,
+and other chats' jobs go past it (docs/reliability.md, "The photo quota and fairness").
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Protocol
 
 from shared.config import Settings, project_id
@@ -44,13 +50,25 @@ class PubSubPublisher:
         return cls(topic_path(settings), settings.publish_timeout_seconds)
 
     def publish(self, job: Job) -> str:
+        key = ordering_key(job)
+        client = self.client()
         try:
-            future = self.client().publish(self.topic, job.to_bytes(), timeout=self.timeout,
-                                           update_id=str(job.update_id))
+            future = client.publish(self.topic, job.to_bytes(), ordering_key=key,
+                                    timeout=self.timeout, update_id=str(job.update_id))
             return future.result(timeout=self.timeout)
         except Exception as exc:  # any failure means "not accepted": Telegram retries
+            # After a failure the client refuses the key's later jobs until resumed (so
+            # none overtakes the failed one); Telegram delivers this update again, and
+            # the chat's next photos must not fail meanwhile. Not paused (a timeout while
+            # the request is still out, or another thread resumed it): nothing to do.
+            with contextlib.suppress(ValueError, RuntimeError):
+                client.resume_publish(self.topic, key)
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
 
+
+def ordering_key(job: Job) -> str:
+    """One chat's jobs share a key: pushed one at a time, in order."""
+    return str(job.chat_id)
 
 
 def _new_client() -> PublisherClient:
@@ -60,4 +78,5 @@ def _new_client() -> PublisherClient:
     # job waits at most 1 ms, and under load the client's CPU per job falls about
     # fivefold (docs/performance.md, webhook).
     return pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001))
+        batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001),
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))

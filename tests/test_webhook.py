@@ -376,7 +376,8 @@ def test_jobs_reach_the_emulator_with_the_update_id_attribute(pubsub):
     topic = "projects/webhook-test/topics/jobs"
     subscription = "projects/webhook-test/subscriptions/jobs-pull"
     publisher_client.create_topic(name=topic)
-    subscriber.create_subscription(name=subscription, topic=topic)
+    subscriber.create_subscription(request={"name": subscription, "topic": topic,
+                                            "enable_message_ordering": True})
 
     publisher = PubSubPublisher(topic, timeout=10)
     (_, status, _), _ = post(update(777, photo=PHONE_PHOTO), publisher=publisher)
@@ -394,7 +395,25 @@ def test_jobs_reach_the_emulator_with_the_update_id_attribute(pubsub):
     first = Job.from_bytes(received[0].data)
     assert first.update_id == 777 and first.file_id == "file-800x600"
     assert received[0].attributes["update_id"] == "777"
+    assert {m.ordering_key for m in received} == {"42"}  # the chat: one at a time, in order
+    assert [Job.from_bytes(m.data).update_id for m in received] == [777] + [778] * 5
     subscriber.close()
+
+
+def test_a_failed_publish_does_not_block_the_chats_next_photos(pubsub):
+    """The client pauses an ordering key after a failed publish; the webhook resumes it,
+    so Telegram's redelivery and the chat's next photos are published."""
+    from google.cloud import pubsub_v1
+
+    topic = "projects/webhook-test/topics/created-late"
+    publisher = PubSubPublisher(topic, timeout=3)
+    (_, status, _), _ = post(update(901, photo=PHONE_PHOTO), publisher=publisher)
+    assert status == 503  # no topic yet
+    pubsub_v1.PublisherClient().create_topic(name=topic)
+    (_, status, _), _ = post(update(901, photo=PHONE_PHOTO), publisher=publisher)
+    assert status == 200
+    (_, status, _), _ = post(update(902, photo=PHONE_PHOTO), publisher=publisher)
+    assert status == 200
 
 
 def test_a_missing_topic_answers_503_within_the_timeout(pubsub):
