@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,11 @@ PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 # these; an operator must (infra/monitoring.sh alerts on the "not_ready" outcome).
 CANNOT_SERVE = (IndexMismatch, ModelError, NotFound)
 _DONE_ATTEMPTS = 3
+# An instance serves a few jobs at once (WORKER_CONCURRENCY), but their face work and
+# rendering, CPU-bound and mostly holding the GIL, take turns: a job waiting for a
+# download or its chat's send slot then leaves the CPU to another chat's job, and no
+# job is slowed by sharing the CPU with others (docs/reliability.md).
+_face_work = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +209,8 @@ def _reply(job: Job, instance: _Instance) -> str:
     except BadRequest as exc:
         return problem("file_too_large" if "too big" in str(exc).lower() else "download_failed")
     try:
-        result = match_photo(data, assets.index, assets.models, settings)
+        with _face_work:
+            result = match_photo(data, assets.index, assets.models, settings)
     except ImageError as exc:
         log.info("image refused: %s", exc.message)
         return problem(exc.code)
@@ -216,7 +223,8 @@ def _reply(job: Job, instance: _Instance) -> str:
         telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
                            job.message_id, PARSE_MODE, buttons)
         return "answered with text"
-    picture = render_jpeg(result, assets.photos)
+    with _face_work:
+        picture = render_jpeg(result, assets.photos)
     # The caption credits the gallery picture of every row the picture shows.
     caption = matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS, pictured=MAX_ROWS)
     try:
@@ -246,8 +254,9 @@ def _follow_up(job: Job, instance: _Instance, view: View) -> str:
         telegram.send_text(chat, text("photo_gone", lang), answer)
         return "photo gone"
     try:
-        result = match_photo(data, assets.index, assets.models, settings, sex=view.sex,
-                             skip=view.skip(settings.top_k))
+        with _face_work:
+            result = match_photo(data, assets.index, assets.models, settings, sex=view.sex,
+                                 skip=view.skip(settings.top_k))
     except ImageError as exc:  # answered before, so only a changed pipeline gets here
         telegram.send_text(chat, problem_text(exc.code, lang), answer)
         return exc.code
@@ -263,7 +272,9 @@ def _follow_up(job: Job, instance: _Instance, view: View) -> str:
                                 buttons, PARSE_MODE, caption=False)
             return "follow-up edited as text"
         # As the first answer: the caption credits every gallery picture the rows show.
-        telegram.edit_photo(chat, answer, render_jpeg(result, assets.photos),
+        with _face_work:
+            picture = render_jpeg(result, assets.photos)
+        telegram.edit_photo(chat, answer, picture,
                             matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS,
                                          pictured=MAX_ROWS), buttons, PARSE_MODE)
     except BadRequest as exc:

@@ -63,10 +63,10 @@ class StackOptions:
     min_retry_seconds: int = 10
     max_retry_seconds: int = 300
     max_delivery_attempts: int = 7
-    # Requests the worker process serves at once. Cloud Run runs the worker with
-    # concurrency 1; more threads on the GIL-bound face code only make every job slower
-    # (functions-framework's gunicorn defaults to 4 threads per core).
-    worker_threads: int = 1
+    # Requests the worker process serves at once, as WORKER_CONCURRENCY in
+    # infra/config.sh: their face work takes turns (functions/worker.py), so a job
+    # waiting for its chat's send slot does not hold up another chat's.
+    worker_threads: int = 4
     # False: the bucket starts without an index, as a project before its first version.
     index: bool = True
     # Extra LOOKALIKE_* settings for both functions, e.g. {"LOOKALIKE_TOP_K": "5"}.
@@ -261,6 +261,8 @@ def setup_pubsub(stack_host: str, options: StackOptions, push_endpoint: str,
         "name": push, "topic": topic,
         "push_config": {"push_endpoint": f"{push_endpoint}/{topic}"},
         "ack_deadline_seconds": options.ack_deadline_seconds,
+        # One chat's jobs (ordering key: the chat) are pushed one at a time, in order.
+        "enable_message_ordering": True,
         "retry_policy": {"minimum_backoff": {"seconds": options.min_retry_seconds},
                          "maximum_backoff": {"seconds": options.max_retry_seconds}},
         "dead_letter_policy": {"dead_letter_topic": dead_topic,

@@ -5,10 +5,12 @@ Before any index version exists, a photo gets one short "not ready" answer and i
 is acknowledged, not retried into the dead-letter topic; `python -m index_builder publish
 demo/gallery --first` (what infra/setup.sh runs) then makes the bot answer.
 
-A chat that sends 30 photos at once gets its quota's answers (10) and one refusal. The
-time a photo another chat sends right after the burst waits is printed, against an
-ordinary photo's: the local worker, like one Cloud Run instance, takes the queued jobs in
-order, so it waits behind the burst's 10 (docs/reliability.md).
+A chat that sends 30 photos at once gets its quota's answers (10), in the order Pub/Sub
+received them, and one refusal; a photo another chat sends right after the burst is
+answered within the time of two ordinary photos. The chat is each job's ordering key, so
+Pub/Sub pushes the burst one job at a time, and the worker serves several requests whose
+face work takes turns: the other chat's job waits for at most one burst job's face work,
+not for the burst, nor for the burst chat's send slot (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.config import DEMO_GALLERY, REPO_ROOT, Settings
+from shared.jobs import Job
 from shared.texts import text
 from stack.emulators import EmulatorUnavailable
 from stack.run import Stack, StackOptions, running_stack
@@ -32,6 +35,10 @@ from stack.send import deliver, photo_message_update
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 SETTLE_SECONDS = 4.0  # over the retry policy's minimum backoff: a redelivery would show
+# How much longer than two ordinary photos another chat's photo may take after a burst:
+# the shared 2-core machine runs other work beside the stack (docs/reliability.md has
+# the ratios of the runs).
+LOADED_MACHINE_MARGIN_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +118,15 @@ def test_a_burst_gets_its_quota_and_one_refusal(stack, labelled):
     assert sum(r.body == refusal for r in replies) == 1, [r.body for r in replies]
     assert sum(bool(r.photo) for r in replies) == limit and len(replies) == limit + 1
     assert stack.dead_letters() == []
+    # One at a time, in the order Pub/Sub received them (the emulator numbers messages
+    # as they arrive), whatever order the worker's threads would have taken them in.
+    pushed = sorted((d for d in stack.tap.snapshot() if d.data and
+                     Job.from_bytes(d.data).chat_id == 8100), key=lambda d: int(d.message_id))
+    assert len(pushed) == limit and all(d.acknowledged for d in pushed)
+    received_order = [Job.from_bytes(d.data).message_id for d in pushed]
+    answers = sorted((r for r in replies if r.photo), key=lambda r: r.time)
+    assert [r.reply_to for r in answers] == received_order
+    assert other_s <= 2 * ordinary_s + LOADED_MACHINE_MARGIN_S, (other_s, ordinary_s)
     posts_ms = sorted(p.seconds * 1000 for p in posted) + [s * 1000 for _, s in ordinary]
     print(f"\n[reliability] burst of {len(burst)} photos from one chat: {limit} answered, "
           f"1 refusal, {len(burst) - limit - 1} dropped; another chat's photo after the "
