@@ -22,6 +22,11 @@ QUOTAS_PREFIX=${QUOTAS_PREFIX:-quotas}
 JOBS_TOPIC=${JOBS_TOPIC:-lookalike-jobs}
 DEAD_LETTER_TOPIC=${DEAD_LETTER_TOPIC:-lookalike-jobs-dead}
 DEAD_LETTER_SUBSCRIPTION=${DEAD_LETTER_SUBSCRIPTION:-lookalike-jobs-dead}
+# The push subscription that hands jobs to the worker, made by deploy.sh with message
+# ordering: one chat's jobs (ordering key: the chat) reach the worker one at a time, in
+# order, so a chat's burst cannot fill the workers (docs/reliability.md). An Eventarc
+# trigger's own subscription cannot have ordering, which is set only at creation.
+WORKER_SUBSCRIPTION=${WORKER_SUBSCRIPTION:-lookalike-jobs-worker}
 # Dead-lettered jobs are kept for inspection this long (Pub/Sub allows up to 31 days).
 DEAD_LETTER_RETENTION=${DEAD_LETTER_RETENTION:-7d}
 # Pub/Sub retries a failed push with exponential backoff between these delays; after
@@ -70,7 +75,10 @@ WEBHOOK_MAX_INSTANCES=${WEBHOOK_MAX_INSTANCES:-3}
 # as files: /tmp is in memory) and a decoded photo (up to 40 MP) in a few copies.
 WORKER_MEMORY=${WORKER_MEMORY:-2Gi}
 WORKER_CPU=${WORKER_CPU:-1}
-WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-1}
+# Jobs an instance takes at once. Their face work takes turns (one photo decoded and
+# matched at a time), so the others only wait for downloads and their chats' send
+# slots (Telegram's 1 message/s per chat) without holding the CPU from another chat.
+WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-4}
 WORKER_TIMEOUT=${WORKER_TIMEOUT:-120s}
 # 1 keeps a warm worker (no cold start of model and index loading) at a monthly cost.
 WORKER_MIN_INSTANCES=${WORKER_MIN_INSTANCES:-0}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deploy (or redeploy) the two Cloud Functions from the repository root, then attach
-# the dead-letter topic and retry policy to the worker's trigger subscription.
+# Deploy (or redeploy) the two Cloud Functions from the repository root, and the push
+# subscription that hands the worker its jobs (message ordering, retry policy,
+# dead-letter topic).
 # Usage: [DRY_RUN=1] [WORKER_WHEELS=auto|fast|pypi] [KEEP_STAGING=1] infra/deploy.sh [all|worker|webhook]
 #
 # With the fast wheels the worker deploys from a staging copy of what .gcloudignore lets
@@ -219,41 +220,61 @@ common=(
 
 deploy_worker() {
     log "deploying $WORKER_FUNCTION"
-    # Only Pub/Sub calls the worker, as the invoker account; --retry redelivers a job
-    # whose processing failed, bounded by the dead-letter policy below.
+    # A worker of an earlier deploy.sh has an Eventarc trigger, whose subscription cannot
+    # have message ordering; Cloud Functions cannot change a function's trigger type.
+    local trigger
+    trigger=$(capture "" gcloud functions describe "$WORKER_FUNCTION" --project="$PROJECT" \
+        --region="$REGION" --gen2 --format='value(eventTrigger.trigger)' 2>/dev/null) || true
+    [[ -z $trigger ]] || die "$WORKER_FUNCTION has the Eventarc trigger of an earlier" \
+        "deploy; when no jobs are waiting, delete it (gcloud functions delete" \
+        "$WORKER_FUNCTION --region=$REGION --gen2) and deploy again"
+    # An HTTP function that only the push subscription below calls, as the invoker
+    # account; functions-framework reads the push body as the CloudEvent main.py declares
+    # (the local stack calls it the same way). THREADS lets its gunicorn serve as many
+    # requests at once as Cloud Run sends.
     run gcloud functions deploy "$WORKER_FUNCTION" "${common[@]}" --source="$worker_source" \
-        --entry-point=worker \
-        --trigger-topic="$JOBS_TOPIC" --retry \
-        --trigger-service-account="$INVOKER_SA_EMAIL" \
+        --entry-point=worker --trigger-http --no-allow-unauthenticated \
         --service-account="$WORKER_SA_EMAIL" --ingress-settings=internal-only \
         --memory="$WORKER_MEMORY" --cpu="$WORKER_CPU" --concurrency="$WORKER_CONCURRENCY" \
         --timeout="$WORKER_TIMEOUT" --min-instances="$WORKER_MIN_INSTANCES" \
         --max-instances="$WORKER_MAX_INSTANCES" \
-        --set-env-vars="$(joined "${env_vars[@]}" "${worker_env[@]}")" \
+        --set-env-vars="$(joined "${env_vars[@]}" "${worker_env[@]}" \
+            "THREADS=$WORKER_CONCURRENCY")" \
         --set-secrets="TELEGRAM_BOT_TOKEN=$TOKEN_SECRET:latest"
     run gcloud functions add-invoker-policy-binding "$WORKER_FUNCTION" \
         --project="$PROJECT" --region="$REGION" --member="serviceAccount:$INVOKER_SA_EMAIL"
 
-    # Eventarc owns the push subscription; it is found through the function's trigger.
-    local trigger subscription number
-    trigger=$(capture "projects/$PROJECT/locations/$REGION/triggers/$WORKER_FUNCTION-000000" \
+    local url
+    url=$(capture "https://$WORKER_FUNCTION-$PROJECT.$REGION.run.app" \
         gcloud functions describe "$WORKER_FUNCTION" --project="$PROJECT" \
-        --region="$REGION" --gen2 --format='value(eventTrigger.trigger)')
-    [[ -n $trigger ]] || die "$WORKER_FUNCTION has no event trigger"
-    subscription=$(capture \
-        "projects/$PROJECT/subscriptions/eventarc-$REGION-$WORKER_FUNCTION-000000-sub-000" \
-        gcloud eventarc triggers describe "$trigger" --project="$PROJECT" \
-        --location="$REGION" --format='value(transport.pubsub.subscription)')
-    [[ -n $subscription ]] || die "trigger $trigger has no Pub/Sub subscription"
-    log "configuring $subscription"
-    run gcloud pubsub subscriptions update "$subscription" --project="$PROJECT" \
-        --ack-deadline="$WORKER_ACK_DEADLINE" \
-        --min-retry-delay="$MIN_RETRY_DELAY" --max-retry-delay="$MAX_RETRY_DELAY" \
-        --dead-letter-topic="projects/$PROJECT/topics/$DEAD_LETTER_TOPIC" \
+        --region="$REGION" --gen2 --format='value(serviceConfig.uri)')
+    [[ -n $url ]] || die "$WORKER_FUNCTION has no URL"
+    # The topic in the path becomes the CloudEvent's source, as in Eventarc's push URLs.
+    local push=(
+        --project="$PROJECT" --push-endpoint="$url/projects/$PROJECT/topics/$JOBS_TOPIC"
+        --push-auth-service-account="$INVOKER_SA_EMAIL" --push-auth-token-audience="$url"
+        --ack-deadline="$WORKER_ACK_DEADLINE"
+        --min-retry-delay="$MIN_RETRY_DELAY" --max-retry-delay="$MAX_RETRY_DELAY"
+        --dead-letter-topic="projects/$PROJECT/topics/$DEAD_LETTER_TOPIC"
         --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
+    )
+    if exists gcloud pubsub subscriptions describe "$WORKER_SUBSCRIPTION" --project="$PROJECT"; then
+        log "configuring $WORKER_SUBSCRIPTION"
+        [[ $(gcloud pubsub subscriptions describe "$WORKER_SUBSCRIPTION" --project="$PROJECT" \
+            --format='value(enableMessageOrdering)') == True ]] ||
+            warn "$WORKER_SUBSCRIPTION has no message ordering (set only at creation):" \
+                "one chat's burst can fill the workers; delete it when no jobs wait" \
+                "and deploy again"
+        run gcloud pubsub subscriptions update "$WORKER_SUBSCRIPTION" "${push[@]}"
+    else
+        log "creating $WORKER_SUBSCRIPTION"
+        run gcloud pubsub subscriptions create "$WORKER_SUBSCRIPTION" --topic="$JOBS_TOPIC" \
+            --enable-message-ordering "${push[@]}"
+    fi
     # Dead-lettering needs Pub/Sub's service agent to acknowledge on this subscription.
+    local number
     number=$(project_number)
-    run gcloud pubsub subscriptions add-iam-policy-binding "$subscription" \
+    run gcloud pubsub subscriptions add-iam-policy-binding "$WORKER_SUBSCRIPTION" \
         --project="$PROJECT" --role=roles/pubsub.subscriber \
         --member="serviceAccount:service-$number@gcp-sa-pubsub.iam.gserviceaccount.com"
 }

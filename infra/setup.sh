@@ -115,7 +115,7 @@ run gcloud projects add-iam-policy-binding "$PROJECT" --project="$PROJECT" \
 
 # Pub/Sub's own service agent forwards undeliverable jobs to the dead-letter topic and
 # signs the push requests to the worker as the invoker account. deploy.sh lets it
-# subscribe on the worker's trigger subscription, which only exists after deploying.
+# subscribe on the worker's push subscription, which it makes with the worker.
 attempt gcloud beta services identity create --service=pubsub.googleapis.com \
     --project="$PROJECT"
 number=$(project_number)

@@ -10,12 +10,12 @@ log "tearing down the look-alike bot in project $PROJECT"
 # Telegram would otherwise keep retrying a URL that no longer exists.
 "$INFRA_DIR/webhook.sh" delete || warn "could not remove the Telegram webhook"
 
-# Deleting the worker also deletes its Eventarc trigger and push subscription.
 for function in "$WEBHOOK_FUNCTION" "$WORKER_FUNCTION"; do
     attempt gcloud functions delete "$function" --project="$PROJECT" --region="$REGION" \
         --gen2 --quiet
 done
-attempt gcloud pubsub subscriptions delete "$DEAD_LETTER_SUBSCRIPTION" --project="$PROJECT"
+attempt gcloud pubsub subscriptions delete "$WORKER_SUBSCRIPTION" "$DEAD_LETTER_SUBSCRIPTION" \
+    --project="$PROJECT"
 attempt gcloud pubsub topics delete "$JOBS_TOPIC" "$DEAD_LETTER_TOPIC" --project="$PROJECT"
 attempt gcloud secrets delete "$TOKEN_SECRET" --project="$PROJECT" --quiet
 attempt gcloud secrets delete "$WEBHOOK_SECRET_NAME" --project="$PROJECT" --quiet

@@ -271,9 +271,11 @@ def test_deploy_settings(dry_runs):
         assert {"--gen2", "--runtime=python311"} <= set(argv)
         assert _source(argv).name == name
         assert _source(argv).parent.name.startswith("lookalike-deploy.")
-    assert {"--entry-point=worker", "--trigger-topic=lookalike-jobs", "--retry",
-            "--concurrency=1", "--cpu=1", "--ingress-settings=internal-only",
+    # Only the ordered push subscription below calls the worker, as the invoker account.
+    assert {"--entry-point=worker", "--trigger-http", "--no-allow-unauthenticated",
+            "--concurrency=4", "--cpu=1", "--ingress-settings=internal-only",
             "--set-secrets=TELEGRAM_BOT_TOKEN=lookalike-bot-token:latest"} <= set(worker)
+    assert not any(arg.startswith("--trigger-topic") for arg in worker)
     assert {"--entry-point=webhook", "--trigger-http", "--allow-unauthenticated",
             "--set-secrets=TELEGRAM_WEBHOOK_SECRET=lookalike-webhook-secret:latest"
             } <= set(webhook)
@@ -292,10 +294,22 @@ def test_deploy_settings(dry_runs):
     from shared.config import Settings
 
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
-    # Besides the settings: the project.
-    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
-    update = next(argv for argv in commands if argv[1:4] == ["pubsub", "subscriptions", "update"])
-    assert f"--dead-letter-topic=projects/{PROJECT}/topics/lookalike-jobs-dead" in update
+    # Besides the settings: the project, and gunicorn's threads for the concurrency.
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "THREADS"}
+    assert env["THREADS"] == "4"
+    create = next(argv for argv in commands
+                  if argv[1:5] == ["pubsub", "subscriptions", "create", "lookalike-jobs-worker"])
+    url = f"https://lookalike-worker-{PROJECT}.europe-west1.run.app"
+    assert {"--topic=lookalike-jobs", "--enable-message-ordering",
+            f"--push-endpoint={url}/projects/{PROJECT}/topics/lookalike-jobs",
+            f"--push-auth-token-audience={url}",
+            "--push-auth-service-account=lookalike-invoker@"
+            f"{PROJECT}.iam.gserviceaccount.com",
+            f"--dead-letter-topic=projects/{PROJECT}/topics/lookalike-jobs-dead",
+            "--ack-deadline=180", "--max-delivery-attempts=7"} <= set(create)
+    binding = next(argv for argv in commands if argv[1:4] == [
+        "pubsub", "subscriptions", "add-iam-policy-binding"])
+    assert binding[4] == "lookalike-jobs-worker"
 
 
 def test_huge_pages_are_a_switch_for_large_indexes(dry_runs):
@@ -307,8 +321,8 @@ def test_huge_pages_are_a_switch_for_large_indexes(dry_runs):
     from shared.config import Settings
 
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
-    # Besides the settings: the project, and glibc's own (read by the C library).
-    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES"}
+    # Besides the settings: the project, glibc's own (read by the C library), gunicorn's.
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES", "THREADS"}
 
 
 def test_bucket_markers_and_models(dry_runs):
@@ -508,8 +522,8 @@ def test_fast_wheels_deploy_the_worker_from_a_staged_copy(fast_deploy):
     from shared.config import Settings
 
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
-    # Besides the settings: the project.
-    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT"}
+    # Besides the settings: the project, and gunicorn's threads for the concurrency.
+    assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "THREADS"}
     assert str(staged) in result.stderr and "./wheels/dlib-" in result.stderr
 
 
