@@ -26,6 +26,7 @@ BENCHMARKS = {
     "cold_start": ["benchmarks.cold_start"],
     "webhook": ["benchmarks.webhook"],
     "webhook_load": ["benchmarks.webhook_load"],
+    "burst": ["benchmarks.burst"],
     "harvest": ["benchmarks.harvest", "--people", "1000"],
     "jpeg": ["benchmarks.jpeg"],
 }
