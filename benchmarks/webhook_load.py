@@ -6,7 +6,9 @@ real publishes to Google's Pub/Sub emulator, `wrk` sending signed Telegram updat
 For each gunicorn thread count (functions-framework reads THREADS; its default is
 4 per core) the webhook is started afresh and loaded with
 
-- photo updates, each a new update_id, each published as a job (the real path), and
+- photo updates, each a new update_id, each published as a job (the real path), all
+  from one chat, then each from a chat of its own (jobs of different chats, having
+  different ordering keys, cannot share a publish request), and
 - /start commands, answered in the response body without a publish (what the web
   framework and handler alone cost),
 
@@ -47,6 +49,9 @@ PHOTO_UPDATE = json.dumps({
         "photo": [{"file_id": f"AgACAgIAAxkBAAI{side}", "file_unique_id": f"AQAD{side}",
                    "width": side, "height": side * 3 // 4, "file_size": side * 90}
                   for side in (90, 320, 800, 1280)]}}).replace("1000000", "%d", 1)
+# The same with every update from a chat of its own (chat id = update_id): each job has
+# its own ordering key, so jobs no longer share a publish request (functions/publisher.py).
+PHOTO_UPDATE_OWN_CHAT = PHOTO_UPDATE.replace('"id": 42', '"id": %d')
 START_UPDATE = json.dumps({
     "update_id": 1_000_000, "message": {
         "message_id": 8, "date": 1_700_000_000, "text": "/start",
@@ -68,7 +73,8 @@ end
 function init(args) next_id = base end
 function request()
   next_id = next_id + 1
-  return wrk.format("POST", "/", headers, string.format(body, next_id))
+  -- one to three %%d: the update id, and the chat's and sender's ids when they vary
+  return wrk.format("POST", "/", headers, string.format(body, next_id, next_id, next_id))
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -175,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="webhook-load-"))
     try:
         scripts = {}
-        for kind, body in (("photo -> job", PHOTO_UPDATE), ("/start -> answer", START_UPDATE)):
+        for kind, body in (("photo -> job", PHOTO_UPDATE),
+                           ("photo -> job, a chat per update", PHOTO_UPDATE_OWN_CHAT),
+                           ("/start -> answer", START_UPDATE)):
             scripts[kind] = workdir / f"{len(scripts)}.lua"
             scripts[kind].write_text(LUA % {"body": body, "secret": secret})
         topic_id = "lookalike-jobs"
