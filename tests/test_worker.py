@@ -10,9 +10,11 @@ import json
 import logging
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -129,6 +131,36 @@ def test_same_job_delivered_twice_is_answered_once(env, api, labelled) -> None:
     worker.handle_event(event)
     assert sent_methods(api) == ["sendPhoto"]
     assert api.downloads() == 1  # the duplicate did not even fetch the photo
+
+
+def test_jobs_served_at_once_take_turns_at_the_face_work(env, api, labelled,
+                                                        monkeypatch) -> None:
+    """An instance serving two jobs at once (WORKER_CONCURRENCY) matches one photo at a
+    time, and a job waiting for its chat's send slot does not hold up another chat."""
+    matching, most = [0], [0]
+    counter = threading.Lock()
+    real_match = worker.match_photo
+
+    def counted(*args, **kwargs):
+        with counter:
+            matching[0] += 1
+            most[0] = max(most[0], matching[0])
+        try:
+            return real_match(*args, **kwargs)
+        finally:
+            with counter:
+                matching[0] -= 1
+
+    monkeypatch.setattr(worker, "match_photo", counted)
+    file = photo(api, labelled["Barack_Obama"][-1])
+    worker.handle_event(pubsub_event(job_for(file, chat_id=1).to_bytes()))
+    # Chat 1 was just answered: its next message waits about a second for its slot.
+    jobs = [job_for(file, chat_id=1), job_for(file, chat_id=2)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda job: worker.handle_event(pubsub_event(job.to_bytes())), jobs))
+    assert most[0] == 1
+    answered = {m.chat_id: m.time for m in api.sent[1:]}
+    assert answered[2] < answered[1], answered
 
 
 def test_malformed_job_and_wrong_event_type_are_acknowledged(env, api, labelled) -> None:
