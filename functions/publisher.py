@@ -76,7 +76,8 @@ def _new_client() -> PublisherClient:
 
     # Jobs that arrive within 1 ms share one request (the default waits 10 ms): a lone
     # job waits at most 1 ms, and under load the client's CPU per job falls about
-    # fivefold (docs/performance.md, webhook).
+    # fivefold (docs/performance.md, webhook). Only one chat's jobs can share one:
+    # a request carries a single ordering key.
     return pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.001),
         publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))

@@ -3,9 +3,9 @@
 Telegram allows about one message per second to one chat, about 20 per minute to one
 group, and about 30 per second for the whole bot; past that it answers 429 with
 `retry_after`. Each send first reserves a slot: the earliest time that is at least
-`chat_interval` after the chat's previous message was answered, `bot_interval` away from
-every other chat's reserved slot and, for a group (a negative chat id), a minute after the group's
-`group_per_minute`-th last message. The shared state is only touched under a short lock;
+`chat_interval` after the chat's previous message was answered, `bot_interval` away
+from every other reserved slot and, for a group (a negative chat id), a minute after
+the group's `group_per_minute`-th last message. The shared state is only touched under a short lock;
 waiting happens outside it.
 
 This bounds one instance only. Across instances the bot-wide rate is at most
