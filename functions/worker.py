@@ -36,6 +36,7 @@ from telegram.error import (
     TelegramError,
 )
 
+from functions.job_clock import JobClock
 from functions.send_limiter import SendLimiter
 from functions.structured_logging import setup_logging, traced
 from functions.worker_assets import AssetCache, Assets
@@ -51,13 +52,13 @@ from functions.worker_replies import (
 from functions.worker_telegram import TelegramClient
 from shared.config import Settings, bot_token, project_id
 from shared.followups import FIRST_ANSWER, View, keyboard
-from shared.images import ImageError
+from shared.images import ImageError, encode_jpeg
 from shared.index_versions import IndexMismatch
 from shared.instance import Lazy
 from shared.jobs import Job, MalformedJob
 from shared.matching import match_photo
 from shared.models import ModelError
-from shared.render import MAX_ROWS, render_jpeg
+from shared.render import MAX_ROWS, render_jpeg, render_matches
 from shared.storage import NotFound, PreconditionFailed, open_store, set_retry_seconds
 from shared.texts import text
 
@@ -138,30 +139,35 @@ def _handle_job(job: Job, instance: _Instance, fields: dict[str, Any], started: 
         log.warning("job dropped: %.0f s old", age, extra={"fields": {**fields,
                                                                      "age_s": round(age)}})
         return
-    claim = instance.markers.claim(job.key)  # MarkerBusy and StoreError: redelivered
+    clock = JobClock()
+    with clock.stage("claim"):
+        claim = instance.markers.claim(job.key)  # MarkerBusy and StoreError: redelivered
     if claim is None:
         log.info("job already answered; skipped", extra={"fields": fields})
         return
     try:
         view = job.follow_up
         if view is not None:
-            outcome = _answer(job, instance, view)
+            outcome = _answer(job, instance, view, clock)
         else:
             with instance.telegram.upload_photo_action(job.chat_id, job.received_at):
-                outcome = _answer(job, instance, None)
+                outcome = _answer(job, instance, None, clock)
     except BaseException:
         _release(instance, claim)
         raise
-    _mark_done(instance, claim)
+    with clock.stage("done"):
+        _mark_done(instance, claim)
     log.info("job %s", outcome, extra={"fields": {
-        **fields, "outcome": outcome, "ms": round((time.perf_counter() - started) * 1000)}})
+        **fields, "outcome": outcome, "ms": round((time.perf_counter() - started) * 1000),
+        "stages_ms": clock.rounded()}})
 
 
-def _answer(job: Job, instance: _Instance, view: View | None) -> str:
+def _answer(job: Job, instance: _Instance, view: View | None, clock: JobClock) -> str:
     """Reply to the job's photo, or redraw the answer for a follow-up `view`; returns what
     was answered. Raises when worth a retry."""
     try:
-        return _reply(job, instance) if view is None else _follow_up(job, instance, view)
+        return (_reply(job, instance, clock) if view is None
+                else _follow_up(job, instance, view, clock))
     except (RetryAfter, InvalidToken):
         raise  # a long flood wait, or a configuration error an operator must fix
     except (BadRequest, Forbidden, ChatMigrated, EndPointNotFound, Conflict) as exc:
@@ -186,7 +192,7 @@ def _servable_assets(job: Job, instance: _Instance) -> Assets | None:
         return None
 
 
-def _reply(job: Job, instance: _Instance) -> str:
+def _reply(job: Job, instance: _Instance, clock: JobClock) -> str:
     settings, telegram = instance.settings, instance.telegram
     lang = job.language_code
 
@@ -194,16 +200,19 @@ def _reply(job: Job, instance: _Instance) -> str:
         telegram.send_text(job.chat_id, problem_text(code, lang), job.message_id)
         return code
 
-    assets = _servable_assets(job, instance)
+    with clock.stage("assets"):
+        assets = _servable_assets(job, instance)
     if assets is None:
         return problem("not_ready")
 
     try:
-        data = telegram.download(job.file_id)
+        with clock.stage("download"):
+            data = telegram.download(job.file_id)
     except BadRequest as exc:
         return problem("file_too_large" if "too big" in str(exc).lower() else "download_failed")
     try:
-        result = match_photo(data, assets.index, assets.models, settings)
+        with clock.stage("match"):
+            result = match_photo(data, assets.index, assets.models, settings)
     except ImageError as exc:
         log.info("image refused: %s", exc.message)
         return problem(exc.code)
@@ -216,11 +225,18 @@ def _reply(job: Job, instance: _Instance) -> str:
         telegram.send_text(job.chat_id, matches_text(result, lang, MESSAGE_LIMIT),
                            job.message_id, PARSE_MODE, buttons)
         return "answered with text"
-    picture = render_jpeg(result, assets.photos)
-    # The caption credits the gallery picture of every row the picture shows.
-    caption = matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS, pictured=MAX_ROWS)
+    with clock.stage("picture"):
+        drawn = render_matches(result, assets.photos)
+    with clock.stage("jpeg"):
+        picture = encode_jpeg(drawn)
+    with clock.stage("caption"):
+        # The caption credits the gallery picture of every row the picture shows.
+        caption = matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS,
+                               pictured=MAX_ROWS)
     try:
-        telegram.send_photo(job.chat_id, picture, caption, job.message_id, PARSE_MODE, buttons)
+        with clock.stage("send"):
+            telegram.send_photo(job.chat_id, picture, caption, job.message_id, PARSE_MODE,
+                                buttons)
     except BadRequest as exc:
         # Telegram refused the picture itself; the user still gets the names.
         log.warning("picture refused (%s); answering with text", exc)
@@ -230,24 +246,27 @@ def _reply(job: Job, instance: _Instance) -> str:
     return "answered with a picture"
 
 
-def _follow_up(job: Job, instance: _Instance, view: View) -> str:
+def _follow_up(job: Job, instance: _Instance, view: View, clock: JobClock) -> str:
     """Redraw the answer `job.edit_message_id` for `view`: the photo is matched again
     (nothing about it was kept) and the answer's picture, caption and buttons edited."""
     settings, telegram = instance.settings, instance.telegram
     lang = job.language_code
     chat, answer = job.chat_id, job.edit_message_id
-    assets = _servable_assets(job, instance)
+    with clock.stage("assets"):
+        assets = _servable_assets(job, instance)
     if assets is None:
         telegram.send_text(chat, problem_text("not_ready", lang), answer)
         return "not_ready"
     try:
-        data = telegram.download(job.file_id)
+        with clock.stage("download"):
+            data = telegram.download(job.file_id)
     except BadRequest:  # Telegram no longer serves the photo (or never will again)
         telegram.send_text(chat, text("photo_gone", lang), answer)
         return "photo gone"
     try:
-        result = match_photo(data, assets.index, assets.models, settings, sex=view.sex,
-                             skip=view.skip(settings.top_k))
+        with clock.stage("match"):
+            result = match_photo(data, assets.index, assets.models, settings,
+                                 sex=view.sex, skip=view.skip(settings.top_k))
     except ImageError as exc:  # answered before, so only a changed pipeline gets here
         telegram.send_text(chat, problem_text(exc.code, lang), answer)
         return exc.code
