@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from PIL import Image
 
-from stack.http_thread import ThreadedServer
+from stack.http_thread import KeepAliveHandler, ThreadedServer
 from stack.telegram_html import HtmlError, parse_html, text_length
 from stack.telegram_spec.check import Spec, check_request, check_value, load_spec
 
@@ -835,8 +835,7 @@ def _parse_body(content_type: str, body: bytes,
 
 
 def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as clients expect from Telegram
+    class Handler(KeepAliveHandler):
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # calls are logged by the server without the token in the path
