@@ -20,6 +20,7 @@ import base64
 import binascii
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from functions.job_clock import JobClock
 from functions.send_limiter import SendLimiter
 from functions.structured_logging import setup_logging, traced
 from functions.worker_assets import AssetCache, Assets
+from functions.worker_claims import AlreadyAnswered, ClaimedTelegram, ClaimGate
 from functions.worker_markers import Claim, Markers, NoMarkers
 from functions.worker_replies import (
     CAPTION_LIMIT,
@@ -68,6 +70,7 @@ PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 # these; an operator must (infra/monitoring.sh alerts on the "not_ready" outcome).
 CANNOT_SERVE = (IndexMismatch, ModelError, NotFound)
 _DONE_ATTEMPTS = 3
+_CLAIM_THREADS = 8  # more than the jobs an instance serves at once
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class _Instance:
     assets: AssetCache
     markers: Markers | NoMarkers
     telegram: TelegramClient
+    claims: ThreadPoolExecutor  # takes claims while jobs download and match
 
 
 def _new_instance() -> _Instance:
@@ -92,6 +96,7 @@ def _new_instance() -> _Instance:
         if settings.markers_uri else NoMarkers())
     return _Instance(
         settings=settings, assets=AssetCache(settings), markers=markers,
+        claims=ThreadPoolExecutor(_CLAIM_THREADS, thread_name_prefix="claim"),
         telegram=TelegramClient(token, settings.telegram_api_url,
                                 settings.telegram_timeout_seconds,
                                 settings.max_retry_after_seconds,
@@ -102,7 +107,12 @@ def _new_instance() -> _Instance:
 
 # Made on the first event (not at import), then reused: Google's pattern for clients.
 # `instance_state.reset()` forgets it (settings, assets, Bot), as a new instance would.
-instance_state = Lazy(_new_instance, close=lambda made: made.telegram.close())
+instance_state = Lazy(_new_instance, close=lambda made: _close(made))
+
+
+def _close(instance: _Instance) -> None:
+    instance.claims.shutdown(wait=True)
+    instance.telegram.close()
 
 
 def job_from_event(data: Any) -> Job:
@@ -140,20 +150,25 @@ def _handle_job(job: Job, instance: _Instance, fields: dict[str, Any], started: 
                                                                      "age_s": round(age)}})
         return
     clock = JobClock()
-    with clock.stage("claim"):
-        claim = instance.markers.claim(job.key)  # MarkerBusy and StoreError: redelivered
-    if claim is None:
-        log.info("job already answered; skipped", extra={"fields": fields})
-        return
+    # Claimed while the photo downloads and matches; no message goes out before the
+    # claim is held. MarkerBusy and StoreError from the claim: redelivered.
+    gate = ClaimGate(instance.markers, job.key, instance.claims, clock)
+    telegram = ClaimedTelegram(instance.telegram, gate)
     try:
         view = job.follow_up
         if view is not None:
-            outcome = _answer(job, instance, view, clock)
+            outcome = _answer(job, instance, telegram, view, clock)
         else:
             with instance.telegram.upload_photo_action(job.chat_id, job.received_at):
-                outcome = _answer(job, instance, None, clock)
+                outcome = _answer(job, instance, telegram, None, clock)
+        claim = gate.wait()
+    except AlreadyAnswered:
+        log.info("job already answered; skipped", extra={"fields": fields})
+        return
     except BaseException:
-        _release(instance, claim)
+        held = gate.held()
+        if held is not None:
+            _release(instance, held)
         raise
     with clock.stage("done"):
         _mark_done(instance, claim)
@@ -162,12 +177,13 @@ def _handle_job(job: Job, instance: _Instance, fields: dict[str, Any], started: 
         "stages_ms": clock.rounded()}})
 
 
-def _answer(job: Job, instance: _Instance, view: View | None, clock: JobClock) -> str:
+def _answer(job: Job, instance: _Instance, telegram: ClaimedTelegram, view: View | None,
+            clock: JobClock) -> str:
     """Reply to the job's photo, or redraw the answer for a follow-up `view`; returns what
     was answered. Raises when worth a retry."""
     try:
-        return (_reply(job, instance, clock) if view is None
-                else _follow_up(job, instance, view, clock))
+        return (_reply(job, instance, telegram, clock) if view is None
+                else _follow_up(job, instance, telegram, view, clock))
     except (RetryAfter, InvalidToken):
         raise  # a long flood wait, or a configuration error an operator must fix
     except (BadRequest, Forbidden, ChatMigrated, EndPointNotFound, Conflict) as exc:
@@ -181,19 +197,20 @@ def _answer(job: Job, instance: _Instance, view: View | None, clock: JobClock) -
         return "undeliverable"
 
 
-def _servable_assets(job: Job, instance: _Instance) -> Assets | None:
+def _servable_assets(job: Job, instance: _Instance, telegram: ClaimedTelegram) -> Assets | None:
     """The instance's index and models; None when it cannot serve, which the caller
     answers once and acknowledges. StoreError (storage away) is raised and redelivered."""
     try:
         return instance.assets.get()
     except CANNOT_SERVE as exc:
+        telegram.claimed()  # logged (and alerted on) once per update, not per delivery
         log.error("cannot serve: %s", exc, extra={"fields": {
             "job": job.key, "not_ready": type(exc).__name__}})
         return None
 
 
-def _reply(job: Job, instance: _Instance, clock: JobClock) -> str:
-    settings, telegram = instance.settings, instance.telegram
+def _reply(job: Job, instance: _Instance, telegram: ClaimedTelegram, clock: JobClock) -> str:
+    settings = instance.settings
     lang = job.language_code
 
     def problem(code: str) -> str:
@@ -201,7 +218,7 @@ def _reply(job: Job, instance: _Instance, clock: JobClock) -> str:
         return code
 
     with clock.stage("assets"):
-        assets = _servable_assets(job, instance)
+        assets = _servable_assets(job, instance, telegram)
     if assets is None:
         return problem("not_ready")
 
@@ -246,14 +263,15 @@ def _reply(job: Job, instance: _Instance, clock: JobClock) -> str:
     return "answered with a picture"
 
 
-def _follow_up(job: Job, instance: _Instance, view: View, clock: JobClock) -> str:
+def _follow_up(job: Job, instance: _Instance, telegram: ClaimedTelegram, view: View,
+               clock: JobClock) -> str:
     """Redraw the answer `job.edit_message_id` for `view`: the photo is matched again
     (nothing about it was kept) and the answer's picture, caption and buttons edited."""
-    settings, telegram = instance.settings, instance.telegram
+    settings = instance.settings
     lang = job.language_code
     chat, answer = job.chat_id, job.edit_message_id
     with clock.stage("assets"):
-        assets = _servable_assets(job, instance)
+        assets = _servable_assets(job, instance, telegram)
     if assets is None:
         telegram.send_text(chat, problem_text("not_ready", lang), answer)
         return "not_ready"
