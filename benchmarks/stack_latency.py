@@ -148,6 +148,9 @@ def report(photos: int, cold_runs: int) -> None:
         # The other half on the last new worker, once warm: both kinds in one run.
         replies += warm(stack, photos - photos // 2) if cold_runs else []
         stages = stage_medians(job_records(stack, [r.job for r in replies]))
+        handling = {method: statistics.median(ms for name, ms in stack.bot_api.handling_ms
+                                              if name == method)
+                    for method in ("getFile", "download", "sendPhoto")}
     post_to_reply = statistics.median(r.post_to_reply_s for r in replies)
     print(f"\nwarm photos: {len(replies)} (demo samples in turn), medians per job, ms")
     print(f"{'stage':<26}{'median ms':>10}")
@@ -157,6 +160,11 @@ def report(photos: int, cold_runs: int) -> None:
     print(f"{'markers on the clock':<26}{stages['markers']:>10.1f}   (claim_wait + done)")
     ratio = stages["worker total"] / stages["match"]
     print(f"worker total / match: {ratio:.2f} (goal ≤ {WARM_RATIO_GOAL})")
+    server = sum(handling.values())
+    print("the local Bot API server's own handling (in this process), medians: "
+          + ", ".join(f"{method} {ms:.1f} ms" for method, ms in handling.items())
+          + f"; the worker's total without them: {stages['worker total'] - server:.0f} ms, "
+          f"{(stages['worker total'] - server) / stages['match']:.2f} × match")
     print(f"post to reply (webhook, Pub/Sub, worker, Bot API): median "
           f"{post_to_reply * 1000:.0f} ms over {len(replies)} photos")
     record(GoalFigure("3", f"worker time per warm job ≤ {WARM_RATIO_GOAL} × match_photo",
