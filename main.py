@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,21 +19,6 @@ from shared.cpu import choose_blas_kernels
 # entry point of both functions and the command line, it takes effect whatever imports
 # dlib first (shared/cpu.py).
 choose_blas_kernels()
-
-
-def _warm_up_worker() -> None:
-    from functions.worker import warm_up
-
-    warm_up()
-
-
-# A new worker instance loads its models and index from the moment its serving process
-# exists, not from its first event: functions-framework's gunicorn imports this module,
-# then forks the process that serves, and the first event arrives while that loads.
-# Cloud Functions names the function in FUNCTION_TARGET (so does stack.run).
-if os.environ.get("FUNCTION_TARGET") == "worker":
-    os.register_at_fork(after_in_child=lambda: threading.Thread(
-        target=_warm_up_worker, name="warm-up", daemon=True).start())
 
 if TYPE_CHECKING:
     import flask

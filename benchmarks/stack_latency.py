@@ -131,8 +131,7 @@ def new_worker(stack: Stack, cache_root: Path, run: int) -> dict[str, float]:
     first = send_photo(stack, SAMPLES[0])
     [record_] = job_records(stack, [first.job])
     loaded = [r for r in log_records(stack) if "cold_start_ms" in r][-1]
-    warmed = [r["warm_up_ms"] for r in log_records(stack) if "warm_up_ms" in r]
-    return {"warm_up_ms": warmed[-1] if warmed else float("nan"),"listening_s": listening,
+    return {"listening_s": listening,
             "first_reply_s": first.replied_at - stack.worker_started_at,
             "post_to_reply_s": first.post_to_reply_s,
             "job_ms": record_["ms"], "assets_ms": record_["stages_ms"].get("assets", 0.0),
@@ -178,7 +177,6 @@ def report(photos: int, cold_runs: int) -> None:
                        ("post_to_reply_s", "post to first reply"),
                        ("job_ms", "first job in the worker"),
                        ("assets_ms", "  of which waiting for models and index"),
-                       ("warm_up_ms", "warm-up thread (from the fork)"),
                        ("models_ms", "    models loaded after"),
                        ("index_ms", "    index loaded after"),
                        ("first_reply_s", "process start to first reply")):

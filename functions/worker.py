@@ -115,20 +115,6 @@ def _close(instance: _Instance) -> None:
     instance.telegram.close()
 
 
-def warm_up() -> None:
-    """Make the instance and load its models and index before its first event asks (a
-    new instance's background thread). A failure is only logged: the first event meets
-    it again and answers for it."""
-    started = time.perf_counter()
-    try:
-        instance_state().assets.get()
-    except Exception as exc:
-        log.warning("warm-up did not load the assets: %s", exc)
-        return
-    log.info("warm-up done", extra={"fields": {
-        "warm_up_ms": round((time.perf_counter() - started) * 1000)}})
-
-
 def job_from_event(data: Any) -> Job:
     """The job in a Pub/Sub CloudEvent's data; `MalformedJob` when there is none."""
     try:

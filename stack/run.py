@@ -205,8 +205,7 @@ def start_function(target: str, signature: str, env: dict[str, str], log_dir: Pa
         process = subprocess.Popen(
             [str(FUNCTIONS_FRAMEWORK), "--target", target, "--signature-type", signature,
              "--host", "127.0.0.1", "--port", str(port), "--source", str(REPO_ROOT / "main.py")],
-            cwd=REPO_ROOT, env={**env, "FUNCTION_TARGET": target}, stdout=out,
-            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
     return Emulator(process, port, log)
 

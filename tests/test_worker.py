@@ -8,10 +8,7 @@ import base64
 import itertools
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -25,7 +22,7 @@ from telegram.error import NetworkError
 from functions import worker
 from functions.worker_markers import MarkerBusy, Markers
 from index_builder.publish import activate, publish
-from shared.config import DEMO_GALLERY, REPO_ROOT
+from shared.config import DEMO_GALLERY
 from shared.followups import View
 from shared.jobs import Job
 from shared.models import DESCRIPTOR_FILE, LANDMARKS_FILE, packaged_model_dir
@@ -288,52 +285,6 @@ def test_fresh_claim_by_another_worker_raises(env, api, labelled) -> None:
         worker.handle_event(pubsub_event(job.to_bytes()))
     # Claimed while the photo downloads: nothing is sent, the claim's error is raised.
     assert api.sent == [] and api.downloads() <= 1
-
-
-def test_warm_up_loads_the_assets_the_first_event_then_uses(env, api, labelled,
-                                                          caplog) -> None:
-    with caplog.at_level(logging.INFO):
-        worker.warm_up()
-        assert [r.getMessage() for r in caplog.records
-                if r.name == "functions.worker_assets"] == ["cold start: models and index loaded"]
-        caplog.clear()
-        worker.handle_event(pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes()))
-    assert sent_methods(api) == ["sendPhoto"]
-    assert not [r for r in caplog.records if r.name == "functions.worker_assets"]  # no reload
-
-
-def test_a_warm_up_that_cannot_load_leaves_the_answer_to_the_first_event(
-        env, api, monkeypatch, labelled, tmp_path, caplog) -> None:
-    monkeypatch.setenv("LOOKALIKE_MODELS_URI", "gs://no-such-bucket-here/models")
-    monkeypatch.setenv("LOOKALIKE_CACHE_DIR", str(tmp_path / "empty-cache"))
-    worker.instance_state.reset()
-    with caplog.at_level(logging.INFO):
-        worker.warm_up()  # logged, not raised
-    assert any("warm-up did not load" in r.getMessage() for r in caplog.records)
-    worker.handle_event(pubsub_event(job_for(photo(api, labelled["Joe_Biden"][0])).to_bytes()))
-    [reply] = api.sent
-    assert reply.text == text("not_ready", "en")
-
-
-def test_a_worker_process_warms_up_in_the_process_functions_framework_forks(tmp_path) -> None:
-    """main.py under FUNCTION_TARGET=worker: the forked child (gunicorn's serving process)
-    runs the warm-up in a thread; the parent (gunicorn's arbiter) does not."""
-    mark = tmp_path / "warmed-by"
-    script = (
-        "import os, threading, main\n"
-        "main._warm_up_worker = lambda: open(os.environ['MARK'], 'w').write(str(os.getpid()))\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    [t.join(30) for t in threading.enumerate() if t.name == 'warm-up']\n"
-        "    os._exit(0)\n"
-        "os.waitpid(pid, 0)\n"
-        "assert all(t.name != 'warm-up' for t in threading.enumerate())\n"
-        "print(pid)\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, text=True,
-                          capture_output=True, timeout=60,
-                          env={**os.environ, "FUNCTION_TARGET": "worker", "MARK": str(mark)})
-    assert done.returncode == 0, done.stderr
-    assert mark.read_text() == done.stdout.strip()  # the child's pid
 
 
 def test_missing_model_files_are_answered_not_ready(env, api, monkeypatch, labelled,
