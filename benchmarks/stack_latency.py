@@ -147,8 +147,8 @@ def report(photos: int, cold_runs: int) -> None:
         # The other half on the last new worker, once warm: both kinds in one run.
         replies += warm(stack, photos - photos // 2) if cold_runs else []
         stages = stage_medians(job_records(stack, [r.job for r in replies]))
-        handling = {method: statistics.median(ms for name, ms in stack.bot_api.handling_ms
-                                              if name == method)
+        handling = {method: statistics.median([ms for name, ms in stack.bot_api.handling_ms
+                                               if name == method] or [0.0])
                     for method in ("getFile", "download", "sendPhoto")}
     post_to_reply = statistics.median(r.post_to_reply_s for r in replies)
     print(f"\nwarm photos: {len(replies)} (demo samples in turn), medians per job, ms")
