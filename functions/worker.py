@@ -1,10 +1,11 @@
 """The worker Cloud Function: one job from Pub/Sub in, one reply in the chat.
 
 Flow per event: check the CloudEvent type, decode the job (malformed → acknowledged),
-drop jobs older than `max_job_age_seconds`, claim the update's marker (already done →
-skipped), download the photo into memory, match its faces, reply to the photo with a
-picture and a caption (or a text when the index has no photos, or the answer to a
-problem) and the follow-up buttons, then mark the update done. A follow-up job (a button
+drop jobs older than `max_job_age_seconds`, claim the update's marker while the photo
+downloads into memory and its faces are matched (already done → skipped; no message
+goes out before the claim is held), reply to the photo with a picture and a caption (or
+a text when the index has no photos, or the answer to a problem) and the follow-up
+buttons, then mark the update done. A follow-up job (a button
 pressed) redraws the answer it belongs to, in place, for the view the button names.
 
 Returning acknowledges the message; raising makes functions-framework answer 500 so
@@ -105,14 +106,14 @@ def _new_instance() -> _Instance:
                                             group_per_minute=settings.group_sends_per_minute)))
 
 
-# Made on the first event (not at import), then reused: Google's pattern for clients.
-# `instance_state.reset()` forgets it (settings, assets, Bot), as a new instance would.
-instance_state = Lazy(_new_instance, close=lambda made: _close(made))
-
-
 def _close(instance: _Instance) -> None:
     instance.claims.shutdown(wait=True)
     instance.telegram.close()
+
+
+# Made on the first event (not at import), then reused: Google's pattern for clients.
+# `instance_state.reset()` forgets it (settings, assets, Bot), as a new instance would.
+instance_state = Lazy(_new_instance, close=_close)
 
 
 def job_from_event(data: Any) -> Job:
