@@ -126,7 +126,9 @@ def new_worker(stack: Stack, cache_root: Path, run: int) -> dict[str, float]:
     """A new worker process with an empty cache, a photo as soon as it listens."""
     stack.worker_env = {**stack.worker_env,
                         "LOOKALIKE_CACHE_DIR": str(cache_root / f"cache-{run}")}
-    stack.restart_worker()  # returns once the new process listens
+    # Returns once the new process answers HTTP, polled every 0.1 s: the photo may be
+    # posted up to 0.1 s after it could have been, which counts against the new worker.
+    stack.restart_worker()
     listening = time.time() - stack.worker_started_at
     first = send_photo(stack, SAMPLES[0])
     [record_] = job_records(stack, [first.job])
