@@ -3,7 +3,9 @@
     python -m benchmarks [--million] [--only NAME ...]
 
 Each runs in its own interpreter (a fresh process, as its figures assume) with its
-default settings; their tables are printed as they come. `--million` adds the 1M-entry
+default settings; their tables are printed as they come, then issue 17's goals 1-4 in
+one table (goal, target, measured median, met), from the figures each benchmark
+records (benchmarks/goals.py). `--million` adds the 1M-entry
 index case (its graph is built once and cached). The dlib build comparison
 (benchmarks.dlib_builds) needs other environments and runs on its own.
 """
@@ -11,10 +13,15 @@ index case (its graph is built once and cached). The dlib build comparison
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
+from benchmarks.goals import GOALS_DIR_VARIABLE, collected, table
 from benchmarks.machine import describe
 from shared.config import REPO_ROOT
 
@@ -24,6 +31,7 @@ BENCHMARKS = {
     "build_rate": ["benchmarks.build_rate"],
     "index_query": ["benchmarks.index_query"],
     "cold_start": ["benchmarks.cold_start"],
+    "stack_latency": ["benchmarks.stack_latency"],
     "webhook": ["benchmarks.webhook"],
     "webhook_load": ["benchmarks.webhook_load"],
     "burst": ["benchmarks.burst"],
@@ -41,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(describe(), flush=True)
     failed = []
+    goals_dir = Path(tempfile.mkdtemp(prefix="bench-goals-"))
     for name, command in BENCHMARKS.items():
         if args.only and name not in args.only:
             continue
@@ -48,12 +57,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== {name}", flush=True)
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-m", *command, *extra], cwd=REPO_ROOT,
-                              check=False)
+                              check=False, env={**os.environ,
+                                                GOALS_DIR_VARIABLE: str(goals_dir)})
         print(f"=== {name}: {time.monotonic() - started:.0f} s"
               + ("" if done.returncode == 0 else f", FAILED with exit code {done.returncode}"),
               flush=True)
         if done.returncode != 0:
             failed.append(name)
+    print("\n=== issue 17's goals (medians of the runs above)")
+    figures = collected(goals_dir)
+    shutil.rmtree(goals_dir, ignore_errors=True)
+    print(table(figures) if figures else "no goal measured")
+    measured = {figure.goal.split()[0] for figure in figures}
+    for goal in ("1", "2", "3", "4"):
+        if goal not in measured:
+            print(f"goal {goal}: not measured in this run"
+                  + (" (the 1M-entry index: --million)" if goal == "4" else ""))
     print(f"\n{describe()}")
     if failed:
         print(f"failed: {', '.join(failed)}")

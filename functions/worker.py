@@ -1,10 +1,11 @@
 """The worker Cloud Function: one job from Pub/Sub in, one reply in the chat.
 
 Flow per event: check the CloudEvent type, decode the job (malformed → acknowledged),
-drop jobs older than `max_job_age_seconds`, claim the update's marker (already done →
-skipped), download the photo into memory, match its faces, reply to the photo with a
-picture and a caption (or a text when the index has no photos, or the answer to a
-problem) and the follow-up buttons, then mark the update done. A follow-up job (a button
+drop jobs older than `max_job_age_seconds`, claim the update's marker while the photo
+downloads into memory and its faces are matched (already done → skipped; no message
+goes out before the claim is held), reply to the photo with a picture and a caption (or
+a text when the index has no photos, or the answer to a problem) and the follow-up
+buttons, then mark the update done. A follow-up job (a button
 pressed) redraws the answer it belongs to, in place, for the view the button names.
 
 Returning acknowledges the message; raising makes functions-framework answer 500 so
@@ -21,6 +22,7 @@ import binascii
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +39,11 @@ from telegram.error import (
     TelegramError,
 )
 
+from functions.job_clock import JobClock
 from functions.send_limiter import SendLimiter
 from functions.structured_logging import setup_logging, traced
 from functions.worker_assets import AssetCache, Assets
+from functions.worker_claims import AlreadyAnswered, ClaimedTelegram, ClaimGate
 from functions.worker_markers import Claim, Markers, NoMarkers
 from functions.worker_replies import (
     CAPTION_LIMIT,
@@ -52,13 +56,13 @@ from functions.worker_replies import (
 from functions.worker_telegram import TelegramClient
 from shared.config import Settings, bot_token, project_id
 from shared.followups import FIRST_ANSWER, View, keyboard
-from shared.images import ImageError
+from shared.images import ImageError, encode_jpeg
 from shared.index_versions import IndexMismatch
 from shared.instance import Lazy
 from shared.jobs import Job, MalformedJob
 from shared.matching import match_photo
 from shared.models import ModelError
-from shared.render import MAX_ROWS, render_jpeg
+from shared.render import MAX_ROWS, render_jpeg, render_matches
 from shared.storage import NotFound, PreconditionFailed, open_store, set_retry_seconds
 from shared.texts import text
 
@@ -73,6 +77,7 @@ _DONE_ATTEMPTS = 3
 # download or its chat's send slot then leaves the CPU to another chat's job, and no
 # job is slowed by sharing the CPU with others (docs/reliability.md).
 _face_work = threading.Lock()
+_CLAIM_THREADS = 8  # more than the jobs an instance serves at once
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,7 @@ class _Instance:
     assets: AssetCache
     markers: Markers | NoMarkers
     telegram: TelegramClient
+    claims: ThreadPoolExecutor  # takes claims while jobs download and match
 
 
 def _new_instance() -> _Instance:
@@ -97,6 +103,7 @@ def _new_instance() -> _Instance:
         if settings.markers_uri else NoMarkers())
     return _Instance(
         settings=settings, assets=AssetCache(settings), markers=markers,
+        claims=ThreadPoolExecutor(_CLAIM_THREADS, thread_name_prefix="claim"),
         telegram=TelegramClient(token, settings.telegram_api_url,
                                 settings.telegram_timeout_seconds,
                                 settings.max_retry_after_seconds,
@@ -105,9 +112,14 @@ def _new_instance() -> _Instance:
                                             group_per_minute=settings.group_sends_per_minute)))
 
 
+def _close(instance: _Instance) -> None:
+    instance.claims.shutdown(wait=True)
+    instance.telegram.close()
+
+
 # Made on the first event (not at import), then reused: Google's pattern for clients.
 # `instance_state.reset()` forgets it (settings, assets, Bot), as a new instance would.
-instance_state = Lazy(_new_instance, close=lambda made: made.telegram.close())
+instance_state = Lazy(_new_instance, close=_close)
 
 
 def job_from_event(data: Any) -> Job:
@@ -144,30 +156,41 @@ def _handle_job(job: Job, instance: _Instance, fields: dict[str, Any], started: 
         log.warning("job dropped: %.0f s old", age, extra={"fields": {**fields,
                                                                      "age_s": round(age)}})
         return
-    claim = instance.markers.claim(job.key)  # MarkerBusy and StoreError: redelivered
-    if claim is None:
-        log.info("job already answered; skipped", extra={"fields": fields})
-        return
+    clock = JobClock()
+    # Claimed while the photo downloads and matches; no message goes out before the
+    # claim is held. MarkerBusy and StoreError from the claim: redelivered.
+    gate = ClaimGate(instance.markers, job.key, instance.claims, clock)
+    telegram = ClaimedTelegram(instance.telegram, gate)
     try:
         view = job.follow_up
         if view is not None:
-            outcome = _answer(job, instance, view)
+            outcome = _answer(job, instance, telegram, view, clock)
         else:
             with instance.telegram.upload_photo_action(job.chat_id, job.received_at):
-                outcome = _answer(job, instance, None)
+                outcome = _answer(job, instance, telegram, None, clock)
+        claim = gate.wait()
+    except AlreadyAnswered:
+        log.info("job already answered; skipped", extra={"fields": fields})
+        return
     except BaseException:
-        _release(instance, claim)
+        held = gate.held()
+        if held is not None:
+            _release(instance, held)
         raise
-    _mark_done(instance, claim)
+    with clock.stage("done"):
+        _mark_done(instance, claim)
     log.info("job %s", outcome, extra={"fields": {
-        **fields, "outcome": outcome, "ms": round((time.perf_counter() - started) * 1000)}})
+        **fields, "outcome": outcome, "ms": round((time.perf_counter() - started) * 1000),
+        "stages_ms": clock.rounded()}})
 
 
-def _answer(job: Job, instance: _Instance, view: View | None) -> str:
+def _answer(job: Job, instance: _Instance, telegram: ClaimedTelegram, view: View | None,
+            clock: JobClock) -> str:
     """Reply to the job's photo, or redraw the answer for a follow-up `view`; returns what
     was answered. Raises when worth a retry."""
     try:
-        return _reply(job, instance) if view is None else _follow_up(job, instance, view)
+        return (_reply(job, instance, telegram, clock) if view is None
+                else _follow_up(job, instance, telegram, view, clock))
     except (RetryAfter, InvalidToken):
         raise  # a long flood wait, or a configuration error an operator must fix
     except (BadRequest, Forbidden, ChatMigrated, EndPointNotFound, Conflict) as exc:
@@ -181,35 +204,38 @@ def _answer(job: Job, instance: _Instance, view: View | None) -> str:
         return "undeliverable"
 
 
-def _servable_assets(job: Job, instance: _Instance) -> Assets | None:
+def _servable_assets(job: Job, instance: _Instance, telegram: ClaimedTelegram) -> Assets | None:
     """The instance's index and models; None when it cannot serve, which the caller
     answers once and acknowledges. StoreError (storage away) is raised and redelivered."""
     try:
         return instance.assets.get()
     except CANNOT_SERVE as exc:
+        telegram.claimed()  # logged (and alerted on) once per update, not per delivery
         log.error("cannot serve: %s", exc, extra={"fields": {
             "job": job.key, "not_ready": type(exc).__name__}})
         return None
 
 
-def _reply(job: Job, instance: _Instance) -> str:
-    settings, telegram = instance.settings, instance.telegram
+def _reply(job: Job, instance: _Instance, telegram: ClaimedTelegram, clock: JobClock) -> str:
+    settings = instance.settings
     lang = job.language_code
 
     def problem(code: str) -> str:
         telegram.send_text(job.chat_id, problem_text(code, lang), job.message_id)
         return code
 
-    assets = _servable_assets(job, instance)
+    with clock.stage("assets"):
+        assets = _servable_assets(job, instance, telegram)
     if assets is None:
         return problem("not_ready")
 
     try:
-        data = telegram.download(job.file_id)
+        with clock.stage("download"):
+            data = telegram.download(job.file_id)
     except BadRequest as exc:
         return problem("file_too_large" if "too big" in str(exc).lower() else "download_failed")
     try:
-        with _face_work:
+        with _face_work, clock.stage("match"):
             result = match_photo(data, assets.index, assets.models, settings)
     except ImageError as exc:
         log.info("image refused: %s", exc.message)
@@ -224,11 +250,18 @@ def _reply(job: Job, instance: _Instance) -> str:
                            job.message_id, PARSE_MODE, buttons)
         return "answered with text"
     with _face_work:
-        picture = render_jpeg(result, assets.photos)
-    # The caption credits the gallery picture of every row the picture shows.
-    caption = matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS, pictured=MAX_ROWS)
+        with clock.stage("picture"):
+            drawn = render_matches(result, assets.photos)
+        with clock.stage("jpeg"):
+            picture = encode_jpeg(drawn)
+    with clock.stage("caption"):
+        # The caption credits the gallery picture of every row the picture shows.
+        caption = matches_text(result, lang, CAPTION_LIMIT, max_faces=MAX_ROWS,
+                               pictured=MAX_ROWS)
     try:
-        telegram.send_photo(job.chat_id, picture, caption, job.message_id, PARSE_MODE, buttons)
+        with clock.stage("send"):
+            telegram.send_photo(job.chat_id, picture, caption, job.message_id, PARSE_MODE,
+                                buttons)
     except BadRequest as exc:
         # Telegram refused the picture itself; the user still gets the names.
         log.warning("picture refused (%s); answering with text", exc)
@@ -238,25 +271,28 @@ def _reply(job: Job, instance: _Instance) -> str:
     return "answered with a picture"
 
 
-def _follow_up(job: Job, instance: _Instance, view: View) -> str:
+def _follow_up(job: Job, instance: _Instance, telegram: ClaimedTelegram, view: View,
+               clock: JobClock) -> str:
     """Redraw the answer `job.edit_message_id` for `view`: the photo is matched again
     (nothing about it was kept) and the answer's picture, caption and buttons edited."""
-    settings, telegram = instance.settings, instance.telegram
+    settings = instance.settings
     lang = job.language_code
     chat, answer = job.chat_id, job.edit_message_id
-    assets = _servable_assets(job, instance)
+    with clock.stage("assets"):
+        assets = _servable_assets(job, instance, telegram)
     if assets is None:
         telegram.send_text(chat, problem_text("not_ready", lang), answer)
         return "not_ready"
     try:
-        data = telegram.download(job.file_id)
+        with clock.stage("download"):
+            data = telegram.download(job.file_id)
     except BadRequest:  # Telegram no longer serves the photo (or never will again)
         telegram.send_text(chat, text("photo_gone", lang), answer)
         return "photo gone"
     try:
-        with _face_work:
-            result = match_photo(data, assets.index, assets.models, settings, sex=view.sex,
-                                 skip=view.skip(settings.top_k))
+        with _face_work, clock.stage("match"):
+            result = match_photo(data, assets.index, assets.models, settings,
+                                 sex=view.sex, skip=view.skip(settings.top_k))
     except ImageError as exc:  # answered before, so only a changed pipeline gets here
         telegram.send_text(chat, problem_text(exc.code, lang), answer)
         return exc.code

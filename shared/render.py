@@ -19,6 +19,10 @@ from shared.index import Celebrity
 from shared.matching import PhotoMatches
 
 MAX_ROWS = 4
+# Bicubic, not Lanczos, for the user's face: half the time on every reply for a picture
+# that differs by a third of a grey level on average (docs/performance.md, "A lean
+# reply path"). The gallery's crops keep Lanczos: they are made once, by the builder.
+USER_FACE_RESAMPLING = Image.Resampling.BICUBIC
 PhotoLoader = Callable[[Celebrity], bytes | None]
 
 
@@ -32,9 +36,12 @@ def _load_photo(loader: PhotoLoader | None, celebrity: Celebrity, size: int) -> 
         return _placeholder(size)
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            return ImageOps.fit(opened.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+            picture = opened.convert("RGB")
     except OSError:
         return _placeholder(size)
+    if picture.size == (size, size):  # the index builder's crops are tile-sized already
+        return picture
+    return ImageOps.fit(picture, (size, size), Image.Resampling.LANCZOS)
 
 
 def _badge(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int) -> None:
@@ -57,7 +64,8 @@ def render_matches(result: PhotoMatches, photo_loader: PhotoLoader | None = None
     font_size = max(14, tile // 12)
     for i, item in enumerate(rows):
         y = i * tile
-        canvas.paste(face_crop(result.scan.image, item.face.box, tile), (0, y))
+        canvas.paste(face_crop(result.scan.image, item.face.box, tile,
+                               resample=USER_FACE_RESAMPLING), (0, y))
         best = item.matches[0]
         canvas.paste(_load_photo(photo_loader, best.celebrity, tile), (tile, y))
         if numbered:

@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from PIL import Image
 
-from stack.http_thread import ThreadedServer
+from stack.http_thread import KeepAliveHandler, ThreadedServer
 from stack.telegram_html import HtmlError, parse_html, text_length
 from stack.telegram_spec.check import Spec, check_request, check_value, load_spec
 
@@ -196,6 +196,9 @@ class BotApiServer(ThreadedServer):
         self.violations: list[str] = []
         self.sent: list[SentMessage] = []
         self.calls: list[dict[str, Any]] = []
+        # (method or "download", ms) for each request: this server's own share of a
+        # client's call, from the request read to the answer written (benchmarks).
+        self.handling_ms: list[tuple[str, float]] = []
         self.webhook: dict[str, Any] = {}
         # setMyCommands, setMyDescription, setMyShortDescription: by language_code
         # ("" for everyone without their own).
@@ -835,8 +838,7 @@ def _parse_body(content_type: str, body: bytes,
 
 
 def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as clients expect from Telegram
+    class Handler(KeepAliveHandler):
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # calls are logged by the server without the token in the path
@@ -863,10 +865,12 @@ def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             path = unquote(parts.path)
             body = self._read_body()
+            started = time.perf_counter()
             if path.startswith("/file/bot"):
                 token, _, file_path = path[len("/file/bot"):].partition("/")
                 status, data, mime = api.handle_download(token, file_path)
                 self._answer(status, data, mime)
+                api.handling_ms.append(("download", (time.perf_counter() - started) * 1000))
                 if status == 200 and api.on_download is not None:
                     self.wfile.flush()
                     api.on_download(file_path)
@@ -886,6 +890,7 @@ def _handler_for(api: BotApiServer) -> type[BaseHTTPRequestHandler]:
             self._answer(status, json.dumps(answer, ensure_ascii=False,
                                             separators=(",", ":")).encode(),
                          "application/json")
+            api.handling_ms.append((match.group(2), (time.perf_counter() - started) * 1000))
 
         def _answer(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from stack.http_thread import ThreadedServer
+from stack.http_thread import KeepAliveHandler, ThreadedServer
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,7 @@ class PushTap(ThreadedServer):
 
 
 def _handler_for(tap: PushTap) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(KeepAliveHandler):
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

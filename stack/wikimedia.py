@@ -39,7 +39,6 @@ import hashlib
 import io
 import json
 import re
-import socket
 import threading
 import time
 from collections import Counter
@@ -52,7 +51,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from PIL import Image, ImageDraw
 
-from stack.http_thread import ThreadedServer
+from stack.http_thread import KeepAliveHandler, ThreadedServer
 
 ENTITY = "http://www.wikidata.org/entity/"
 FILE_PATH = "http://commons.wikimedia.org/wiki/Special:FilePath/"
@@ -415,14 +414,7 @@ class WikimediaServer(ThreadedServer):
 
 
 def _handler_for(server: WikimediaServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            # Headers and body go out in separate writes: without this, Nagle's algorithm
-            # and the client's delayed ACK hold every keep-alive response back ~40 ms.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    class Handler(KeepAliveHandler):
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

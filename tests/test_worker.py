@@ -125,12 +125,15 @@ def test_labelled_person_gets_one_picture_naming_them_first(env, api, labelled) 
     assert ("Barack Obama", "https://en.wikipedia.org/wiki/Barack_Obama") in reply.links
 
 
-def test_same_job_delivered_twice_is_answered_once(env, api, labelled) -> None:
+def test_same_job_delivered_twice_is_answered_once(env, api, labelled, caplog) -> None:
     event = pubsub_event(job_for(photo(api, labelled["Kit_Harington"][0])).to_bytes())
     worker.handle_event(event)
+    caplog.clear()
     worker.handle_event(event)
     assert sent_methods(api) == ["sendPhoto"]
-    assert api.downloads() == 1  # the duplicate did not even fetch the photo
+    # The claim is taken while the photo downloads: the duplicate may fetch it, no more.
+    assert [r.getMessage() for r in caplog.records if r.name == "functions.worker"] == [
+        "job already answered; skipped"]
 
 
 def test_jobs_served_at_once_take_turns_at_the_face_work(env, api, labelled,
@@ -171,14 +174,16 @@ def test_malformed_job_and_wrong_event_type_are_acknowledged(env, api, labelled)
     worker.handle_event(bad)
     job = job_for(photo(api, labelled["Barack_Obama"][0]))
     worker.handle_event(pubsub_event(job.to_bytes(), "google.cloud.storage.object.v1.finalized"))
-    assert api.sent == [] and api.downloads() == 0
+    # Claimed while the photo downloads: nothing is sent, the claim's error is raised.
+    assert api.sent == [] and api.downloads() <= 1
 
 
 def test_old_job_is_dropped(env, api, labelled, caplog) -> None:
     job = job_for(photo(api, labelled["Barack_Obama"][0]), received_at=time.time() - 3600)
     with caplog.at_level(logging.INFO):
         worker.handle_event(pubsub_event(job.to_bytes()))
-    assert api.sent == [] and api.downloads() == 0
+    # Claimed while the photo downloads: nothing is sent, the claim's error is raised.
+    assert api.sent == [] and api.downloads() <= 1
     assert any("dropped" in r.getMessage() for r in caplog.records)
 
 
@@ -310,7 +315,8 @@ def test_fresh_claim_by_another_worker_raises(env, api, labelled) -> None:
     assert other.claim(job.key) is not None
     with pytest.raises(MarkerBusy):
         worker.handle_event(pubsub_event(job.to_bytes()))
-    assert api.sent == [] and api.downloads() == 0
+    # Claimed while the photo downloads: nothing is sent, the claim's error is raised.
+    assert api.sent == [] and api.downloads() <= 1
 
 
 def test_missing_model_files_are_answered_not_ready(env, api, monkeypatch, labelled,
