@@ -22,7 +22,7 @@ from shared.index_versions import resolve_index_dir
 from shared.storage import open_store
 from tests.conftest import REPO
 
-DATA_FILES = ("descriptors.npy", "entries.npy", "celebrities.json")
+DATA_FILES = ("descriptors.npy", "entries.npy", "celebrities.jsonl", "celebrities.rows.npy")
 
 
 def _builder(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -156,7 +156,7 @@ def _same_contents(first: Path, second: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     shown = sorted(p.name for p in (a / "photos").iterdir() if not p.name.startswith("."))
     assert shown == sorted(p.name for p in (b / "photos").iterdir() if not p.name.startswith("."))
-    assert len(shown) == len(json.loads((a / "celebrities.json").read_text()))
+    assert len(shown) == len((a / "celebrities.jsonl").read_text().splitlines())
     for photo in (a / "photos").glob("[!.]*"):
         assert photo.read_bytes() == (b / "photos" / photo.name).read_bytes()
     ma = json.loads((a / "manifest.json").read_text())
