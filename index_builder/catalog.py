@@ -1,8 +1,8 @@
 """The celebrity catalogue: a JSON list or a CSV file of `id`, `name` and any other fields.
 
 `alias`, `role` and `n_movies` have a meaning for the bot; every other field is carried
-through to the index's `celebrities.json` as it is. Rows without an id or a name, and
-repeated ids, are reported, not fatal.
+through to the index's celebrity records (shared/celebrities.py) as it is. Rows without
+an id or a name, and repeated ids, are reported, not fatal.
 """
 
 from __future__ import annotations

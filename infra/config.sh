@@ -53,10 +53,11 @@ WORKER_WHEELS=${WORKER_WHEELS:-auto}
 # glibc of RUNTIME's base image: python311 runs on Ubuntu 22.04 (google-22), glibc 2.35.
 # A wheel's manylinux_2_X tag names the oldest glibc it runs on; X must not exceed this.
 RUNTIME_GLIBC=${RUNTIME_GLIBC:-2.35}
-# glibc tunables of the worker; empty (the default): glibc's own. For an index of about a
-# million entries set glibc.malloc.hugetlb=1: malloc then asks for transparent huge pages
+# glibc tunables of the worker; empty (the default): glibc's own. For an index of 100,000
+# entries or more set glibc.malloc.hugetlb=1: malloc then asks for transparent huge pages
 # for large blocks (glibc >= 2.35) and the graph's random walk misses the TLB less. A 12k
-# gallery gains nothing from it and pays in memory (docs/performance.md, "Huge pages").
+# gallery gains nothing from it and may pay in memory; from about 100k entries queries
+# are faster with it (docs/performance.md, "A million-entry gallery, served").
 WORKER_GLIBC_TUNABLES=${WORKER_GLIBC_TUNABLES-}
 
 # The webhook only checks the secret header, answers commands and publishes a job:
@@ -72,7 +73,8 @@ WEBHOOK_MAX_INSTANCES=${WEBHOOK_MAX_INSTANCES:-3}
 
 # The worker runs dlib, which is CPU-bound and holds the GIL: one photo at a time per
 # vCPU. Memory holds the models, the index (twice while a new version loads, and again
-# as files: /tmp is in memory) and a decoded photo (up to 40 MP) in a few copies.
+# as files: /tmp is in memory) and a decoded photo (up to 40 MP) in a few copies. A
+# gallery of a million entries needs WORKER_MEMORY=8Gi WORKER_CPU=2 (docs/deploy.md).
 WORKER_MEMORY=${WORKER_MEMORY:-2Gi}
 WORKER_CPU=${WORKER_CPU:-1}
 # Jobs an instance takes at once. Their face work takes turns (one photo decoded and

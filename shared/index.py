@@ -7,12 +7,20 @@ distances never depend on the graph's approximation.
 
 On disk an index is a directory:
 
-    manifest.json      what it is and how it was built (see shared/manifest.py)
-    hnsw.bin           the nmslib graph
+    manifest.json      what it is and how it was built (see shared/manifest.py); its
+                       `files` name the data files below, with their hashes
+    hnsw.bin           the nmslib graph, with a copy of the vectors (nmslib's layout
+                       for dense vectors in l2 space keeps them beside each node's links)
     descriptors.npy    float32 (entries, 128)
     entries.npy        int32 (entries,): row of each entry's celebrity
-    celebrities.json   celebrity records: id, name, alias, photo, any extra fields
+    celebrities.jsonl  celebrity records (id, name, alias, photo, any extra fields), one
+    celebrities.rows.npy   per line, and where each line starts (shared/celebrities.py;
+                       indexes written before hold them as one `celebrities.json`)
     photos/            optional pictures shown in replies, referenced by `photo`
+
+Loading maps `descriptors.npy` and `celebrities.jsonl` instead of reading them (a
+worker's /tmp is memory, so a mapped file costs nothing twice) and gives nmslib no copy
+of the vectors: its graph file holds them.
 
 An index builder output root holds `versions/<name>/` directories and a pointer file
 `current.json` (shared/index_versions.py); `load` follows the pointer.
@@ -20,19 +28,24 @@ An index builder output root holds `versions/<name>/` directories and a pointer 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.celebrities import FILES as CELEBRITY_FILES
+from shared.celebrities import LEGACY_FILE as LEGACY_CELEBRITY_FILE
+from shared.celebrities import Celebrity as Celebrity
+from shared.celebrities import read_celebrities, sexes_of, write_celebrities
 from shared.config import SimilarityMethod
+from shared.hnsw_file import graph_vectors
 from shared.index_versions import IndexMismatch, resolve_index_dir
 from shared.manifest import Manifest
 from shared.models import file_sha256
@@ -57,7 +70,9 @@ TYPICAL_STRANGER_DISTANCES = DistanceStats(mean=0.90, std=0.09, pairs=0)
 # Entries whose nearest other celebrity calibrates the score (all of them in a smaller
 # gallery); quantiles of 2,000 best matches are within a percent or two of the whole.
 CALIBRATION_SAMPLE = 2000
-_DATA_FILES = ("hnsw.bin", "descriptors.npy", "entries.npy", "celebrities.json")
+GRAPH_FILE = "hnsw.bin"
+DESCRIPTORS_FILE = "descriptors.npy"  # also inside GRAPH_FILE: a worker does without it
+_ARRAY_FILES = (GRAPH_FILE, DESCRIPTORS_FILE, "entries.npy")
 # A query restricted to some celebrities (by `sex`) over-fetches graph candidates in
 # proportion to the share of entries it may return; past this many it computes exact
 # distances to the allowed entries instead (a few ms at 12k entries), so a rare value
@@ -65,30 +80,6 @@ _DATA_FILES = ("hnsw.bin", "descriptors.npy", "entries.npy", "celebrities.json")
 MAX_RESTRICTED_CANDIDATES = 2048
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Celebrity:
-    id: str
-    name: str
-    alias: str | None = None
-    photo: str | None = None  # path relative to the index directory
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_record(self) -> dict[str, Any]:
-        record = {"id": self.id, "name": self.name, **self.extra}
-        if self.alias:
-            record["alias"] = self.alias
-        if self.photo:
-            record["photo"] = self.photo
-        return record
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Celebrity:
-        record = dict(record)
-        return cls(id=str(record.pop("id")), name=str(record.pop("name")),
-                   alias=record.pop("alias", None) or None,
-                   photo=record.pop("photo", None) or None, extra=record)
 
 
 @dataclass(frozen=True)
@@ -134,10 +125,38 @@ def _new_hnsw(params: dict[str, Any]) -> Any:
                        data_type=nmslib.DataType.DENSE_VECTOR)
 
 
+def _data_files(manifest: Manifest) -> tuple[str, ...]:
+    """The data files of an index, by the form its manifest names."""
+    return _ARRAY_FILES + (CELEBRITY_FILES if CELEBRITY_FILES[0] in manifest.files
+                           else (LEGACY_CELEBRITY_FILE,))
+
+
+def _load_graph(path: Path, manifest: Manifest, descriptors: np.ndarray) -> Any:
+    """The saved graph, searching the vectors its own file holds.
+
+    nmslib only counts the data points it is given before `loadIndex` (the search reads
+    the vectors stored beside the links), so one-float placeholders stand in for the
+    descriptors: no copy of them in nmslib's memory (half a GB at a million entries) and
+    no time spent making it. That the graph holds the same vectors as `descriptors` is
+    checked on one query: the (squared) distances it reports must be the descriptors'.
+    """
+    graph = _new_hnsw(manifest.hnsw)
+    graph.addDataPointBatch(np.zeros((manifest.entries, 1), dtype=np.float32))
+    graph.loadIndex(str(path), load_data=False)
+    graph.setQueryTimeParams({"efSearch": manifest.hnsw.get("efSearch", 100)})
+    probe = np.asarray(descriptors[0], dtype=np.float32)
+    ids, distances = graph.knnQuery(probe, k=min(10, manifest.entries))
+    expected = np.sum((descriptors[np.sort(ids)] - probe) ** 2, axis=1)
+    if len(ids) == 0 or not np.allclose(np.sort(distances), np.sort(expected),
+                                        rtol=1e-4, atol=1e-6):
+        raise IndexMismatch(f"graph {path} does not hold the vectors of {DESCRIPTORS_FILE}")
+    return graph
+
+
 class CelebrityIndex:
     def __init__(self, directory: Path | None, manifest: Manifest, hnsw: Any,
                  descriptors: np.ndarray, entry_celebrity: np.ndarray,
-                 celebrities: list[Celebrity]) -> None:
+                 celebrities: Sequence[Celebrity]) -> None:
         self.directory = directory
         self.manifest = manifest
         self._hnsw = hnsw
@@ -145,7 +164,7 @@ class CelebrityIndex:
         self.entry_celebrity = entry_celebrity
         self.celebrities = celebrities
         self._scorers: dict[tuple[SimilarityMethod, float], Scorer] = {}
-        sexes = np.array([str(c.extra.get("sex") or "") for c in celebrities], dtype=object)
+        sexes = sexes_of(celebrities)
         # Per `sex` value: which celebrity rows have it, and their entries.
         self._by_sex: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for value in sorted(set(sexes.tolist()) - {""}):
@@ -205,13 +224,12 @@ class CelebrityIndex:
         """Write the index files and then the manifest (last, with the files' hashes)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._hnsw.saveIndex(str(directory / "hnsw.bin"), save_data=False)
-        np.save(directory / "descriptors.npy", self.descriptors)
+        self._hnsw.saveIndex(str(directory / GRAPH_FILE), save_data=False)
+        np.save(directory / DESCRIPTORS_FILE, self.descriptors)
         np.save(directory / "entries.npy", self.entry_celebrity)
-        (directory / "celebrities.json").write_text(
-            json.dumps([c.to_record() for c in self.celebrities], ensure_ascii=False, indent=1)
-            + "\n")
-        self.manifest.files = {name: file_sha256(directory / name) for name in _DATA_FILES}
+        names = _ARRAY_FILES + write_celebrities(directory, self.celebrities)
+        (directory / LEGACY_CELEBRITY_FILE).unlink(missing_ok=True)  # saved over an old form
+        self.manifest.files = {name: file_sha256(directory / name) for name in names}
         self.manifest.write(directory)
         self.directory = directory
         return directory
@@ -222,30 +240,53 @@ class CelebrityIndex:
     def load(cls, path: str | Path, *, verify_files: bool = True) -> CelebrityIndex:
         """Load an index directory (or an output root, through its pointer).
 
+        Without `descriptors.npy` (a worker does not download it) the descriptors are
+        read from the graph file, which holds them too (shared/hnsw_file.py). The files'
+        hashes are checked while they load, on other threads (hashing releases the GIL,
+        and so does nmslib's loading): at a million entries each takes about a second.
+
         Raises `IndexMismatch` with a readable reason for a wrong schema or models,
         missing files, hash mismatches or inconsistent counts.
         """
         directory = resolve_index_dir(path)
         manifest = Manifest.read(directory)
         manifest.check_models()
-        for name in _DATA_FILES:
-            file = directory / name
-            if not file.is_file():
-                raise IndexMismatch(f"index file {file} is missing")
-            if verify_files and manifest.files.get(name) != file_sha256(file):
-                raise IndexMismatch(f"index file {file} does not match its manifest hash "
-                                    "(partial copy or a file from another build)")
-        descriptors = np.load(directory / "descriptors.npy")
-        entries = np.load(directory / "entries.npy")
-        records = json.loads((directory / "celebrities.json").read_text())
-        celebrities = [Celebrity.from_record(r) for r in records]
-        if (len(descriptors) != manifest.entries or len(entries) != manifest.entries
-                or len(celebrities) != manifest.celebrities):
+        names = [name for name in _data_files(manifest)
+                 if name != DESCRIPTORS_FILE or (directory / name).is_file()]
+        for name in names:
+            if not (directory / name).is_file():
+                raise IndexMismatch(f"index file {directory / name} is missing")
+        with ThreadPoolExecutor(max(1, len(names))) as pool:
+            hashes = {name: pool.submit(file_sha256, directory / name)
+                      for name in (names if verify_files else [])}
+            try:
+                index, failure = cls._load_files(directory, manifest), None
+            except IndexMismatch as exc:  # a wrong hash, if any, is the better reason
+                failure = exc
+            for name, digest in hashes.items():
+                if manifest.files.get(name) != digest.result():
+                    raise IndexMismatch(f"index file {directory / name} does not match its "
+                                        "manifest hash (partial copy or a file from another "
+                                        "build)")
+        if failure is not None:
+            raise failure
+        return index
+
+    @classmethod
+    def _load_files(cls, directory: Path, manifest: Manifest) -> CelebrityIndex:
+        try:
+            if (directory / DESCRIPTORS_FILE).is_file():
+                descriptors = np.load(directory / DESCRIPTORS_FILE, mmap_mode="r")
+            else:
+                descriptors = graph_vectors(directory / GRAPH_FILE, DESCRIPTOR_SIZE)
+            entries = np.load(directory / "entries.npy")
+            celebrities = read_celebrities(directory, manifest.files)
+        except ValueError as exc:
+            raise IndexMismatch(f"index at {directory} has a malformed file: {exc}") from None
+        if (descriptors.shape != (manifest.entries, DESCRIPTOR_SIZE)
+                or len(entries) != manifest.entries or len(celebrities) != manifest.celebrities):
             raise IndexMismatch(f"index at {directory} has counts that differ from its manifest")
-        graph = _new_hnsw(manifest.hnsw)
-        graph.addDataPointBatch(descriptors)
-        graph.loadIndex(str(directory / "hnsw.bin"), load_data=False)
-        graph.setQueryTimeParams({"efSearch": manifest.hnsw.get("efSearch", 100)})
+        graph = _load_graph(directory / GRAPH_FILE, manifest, descriptors)
         return cls(directory, manifest, graph, descriptors, entries, celebrities)
 
     # -- querying -----------------------------------------------------------------------

@@ -21,10 +21,11 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from shared.index import Celebrity, CelebrityIndex
+from shared.index import DESCRIPTORS_FILE, Celebrity, CelebrityIndex
 from shared.index_versions import IndexMismatch, read_pointer, resolve_index_dir, version_prefix
 from shared.manifest import MANIFEST_FILE, Manifest
 from shared.storage import NotFound, Store, StoreError, open_store
@@ -50,15 +51,16 @@ def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
     return fetch_current(uri, cache_dir)[1]
 
 
-def fetch_current(uri: str | Path, cache_dir: str | Path, *,
-                  photos: bool = True) -> tuple[str | None, Path]:
+def fetch_current(uri: str | Path, cache_dir: str | Path, *, photos: bool = True,
+                  skip: Collection[str] = ()) -> tuple[str | None, Path]:
     """The version the pointer at `uri` names (None without a pointer) and a local
     directory holding it, from one read of the pointer.
 
     Local URIs are used in place. For `gs://` URIs the version's files are downloaded
     into `cache_dir/<version>/` once; later calls for the same version cost one read of
-    the pointer. What is downloaded: the manifest, the files it names and, unless
-    `photos=False` (see `CelebrityPhotos`), the celebrity pictures. Raises
+    the pointer. What is downloaded: the manifest, the files it names but `skip`
+    (large ones in parallel slices) and, unless `photos=False` (see `CelebrityPhotos`),
+    the celebrity pictures. Raises
     `shared.storage.StoreError` when storage is unavailable (worth retrying) and
     `IndexMismatch` when there is no index at `uri`.
     """
@@ -76,11 +78,12 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
     partial = cache_dir / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        keys = _data_keys(store, prefix, partial)
-        if photos:
-            keys += list(store.list(f"{prefix}{PHOTOS_DIR}/"))
+        data = [key for key in _data_keys(store, prefix, partial)
+                if key[len(prefix):] not in skip]
+        pictures = list(store.list(f"{prefix}{PHOTOS_DIR}/")) if photos else []
         with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # re-raises the first failure
-            list(pool.map(lambda key: store.download(key, partial / key[len(prefix):]), keys))
+            list(pool.map(lambda key: store.download(key, partial / key[len(prefix):],
+                                                     sliced=key in data), data + pictures))
         cache_dir.mkdir(parents=True, exist_ok=True)
         if target.is_dir() and not (target / MANIFEST_FILE).exists():
             shutil.rmtree(target, ignore_errors=True)  # a leftover without its manifest
@@ -97,8 +100,9 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *,
 def load_current(uri: str | Path,
                  cache_dir: str | Path) -> tuple[str | None, CelebrityIndex, CelebrityPhotos]:
     """The current index version of `uri` loaded, with its version and its pictures,
-    which stay in storage until a reply shows them (see `fetch_current`)."""
-    version, directory = fetch_current(uri, cache_dir, photos=False)
+    which stay in storage until a reply shows them (see `fetch_current`). The
+    descriptors stay there too: the graph file holds them (`CelebrityIndex.load`)."""
+    version, directory = fetch_current(uri, cache_dir, photos=False, skip={DESCRIPTORS_FILE})
     return version, CelebrityIndex.load(directory), CelebrityPhotos(directory, uri, version)
 
 

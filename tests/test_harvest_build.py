@@ -77,7 +77,8 @@ def test_the_index_carries_names_links_and_credits_and_never_the_left_out(galler
     assert set(ids) == set(w.ADULTS)  # the picture without a face is not indexed
     assert not NEVER & set(ids) and w.NO_FACE not in ids
     version = resolve_index_dir(gallery["root"] / "out")
-    records = {r["id"]: r for r in json.loads((version / "celebrities.json").read_text())}
+    records = {r["id"]: r for r in map(json.loads,
+                                         (version / "celebrities.jsonl").read_text().splitlines())}
     catalogue = {r["id"]: r for r in json.loads(
         (gallery["root"] / "catalog.json").read_text())}
     for qid, record in records.items():

@@ -7,6 +7,7 @@ import pytest
 from shared.index import Celebrity, CelebrityIndex
 from shared.index_versions import resolve_index_dir
 from shared.manifest import IndexMismatch, Manifest
+from shared.models import file_sha256
 
 
 def _gallery(n_people=30, per_person=3, seed=0):
@@ -45,7 +46,7 @@ def test_save_load_round_trip(tmp_path):
     built = CelebrityIndex.build(descriptors, entries, people, hnsw={"M": 8})
     built.save(tmp_path / "idx")
     loaded = CelebrityIndex.load(tmp_path / "idx")
-    assert loaded.celebrities == people
+    assert list(loaded.celebrities) == people
     assert loaded.manifest.entries == 90 and loaded.manifest.celebrities == 30
     assert loaded.manifest.hnsw["M"] == 8
     assert loaded.stats == built.stats
@@ -219,3 +220,62 @@ def test_a_gallery_without_sex_has_no_restricted_answers():
     assert index.query(centres[0], 3, sex="male") == []
     plain = CelebrityIndex.build(descriptors, entries, people)
     assert plain.sexes == frozenset() and plain.query(centres[0], sex="female") == []
+
+
+def test_records_are_read_one_at_a_time_from_lines_with_their_sex(tmp_path):
+    from shared.celebrities import RECORDS_FILE, CelebrityRecords
+
+    centres, descriptors, entries, people = _gallery()
+    people = _with_sex(people, lambda i: ("female", "male", None)[i % 3])
+    people[4] = Celebrity("c4", "Zoë «Ünïcode» Ω", extra={"sex": "non-binary",
+                                                            "note": "line\nbreak"})
+    directory = CelebrityIndex.build(descriptors, entries, people).save(tmp_path / "idx")
+    assert not (directory / "celebrities.json").exists()
+    lines = (directory / RECORDS_FILE).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 30 and json.loads(lines[4])["note"] == "line\nbreak"
+    loaded = CelebrityIndex.load(directory)
+    assert isinstance(loaded.celebrities, CelebrityRecords)
+    assert loaded.celebrities[4] == people[4] and loaded.celebrities[-1] == people[-1]
+    assert loaded.celebrities[2:5] == people[2:5] and list(loaded.celebrities) == people
+    assert loaded.sexes == {"female", "male", "non-binary"}
+    for sex in ("female", "male", "non-binary"):
+        expected = [m.celebrity for m in CelebrityIndex.build(
+            descriptors, entries, people).query(centres[0], 3, sex=sex)]
+        assert [m.celebrity for m in loaded.query(centres[0], 3, sex=sex)] == expected
+
+
+def test_an_index_of_the_earlier_form_still_loads(tmp_path):
+    """Versions written before celebrities.jsonl hold one celebrities.json."""
+    centres, descriptors, entries, people = _gallery()
+    people = _with_sex(people, lambda i: "female" if i % 2 else "male")
+    directory = CelebrityIndex.build(descriptors, entries, people).save(tmp_path / "idx")
+    (directory / "celebrities.json").write_text(json.dumps([p.to_record() for p in people]))
+    for name in ("celebrities.jsonl", "celebrities.rows.npy"):
+        (directory / name).unlink()
+    manifest = Manifest.read(directory)
+    manifest.files = {n: h for n, h in manifest.files.items() if not n.startswith("celeb")}
+    manifest.files["celebrities.json"] = file_sha256(directory / "celebrities.json")
+    manifest.write(directory)
+    loaded = CelebrityIndex.load(directory)
+    assert loaded.celebrities == people and loaded.sexes == {"female", "male"}
+    assert loaded.query(centres[3], 1, sex="female")[0].celebrity.id == "c3"
+
+
+def test_without_descriptors_npy_the_graph_file_gives_the_descriptors(tmp_path):
+    from shared.hnsw_file import GraphLayoutError, graph_vectors
+
+    centres, descriptors, entries, people = _gallery()
+    built = CelebrityIndex.build(descriptors, entries, people, hnsw={"M": 48})
+    directory = built.save(tmp_path / "idx")
+    np.testing.assert_array_equal(graph_vectors(directory / "hnsw.bin", 128), descriptors)
+    (directory / "descriptors.npy").unlink()
+    loaded = CelebrityIndex.load(directory)
+    np.testing.assert_array_equal(loaded.descriptors, descriptors)
+    for centre in centres:
+        assert [(m.celebrity.id, m.distance) for m in loaded.query(centre, 3)] == [
+            (m.celebrity.id, m.distance) for m in built.query(centre, 3)]
+    with pytest.raises(GraphLayoutError):
+        graph_vectors(directory / "entries.npy", 128)
+    (directory / "hnsw.bin").write_bytes((directory / "hnsw.bin").read_bytes()[:4096])
+    with pytest.raises(IndexMismatch, match="malformed"):
+        CelebrityIndex.load(directory, verify_files=False)

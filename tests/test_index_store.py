@@ -12,6 +12,7 @@ from shared.index_store import (
     current_version,
     fetch_current,
     fetch_index,
+    load_current,
     prune_cache,
 )
 from shared.manifest import IndexMismatch
@@ -128,7 +129,8 @@ def test_a_version_without_pictures_is_fetched_by_its_manifest(tmp_path, gcs_buc
     store.write("versions/v1/stray.bin", b"not named by the manifest")
     _, directory = fetch_current(uri, tmp_path / "cache", photos=False)
     assert sorted(p.name for p in directory.iterdir()) == [
-        "celebrities.json", "descriptors.npy", "entries.npy", "hnsw.bin", "manifest.json"]
+        "celebrities.jsonl", "celebrities.rows.npy", "descriptors.npy", "entries.npy",
+        "hnsw.bin", "manifest.json"]
     assert CelebrityIndex.load(directory).manifest.photos == 1
 
     manifest = json.loads(store.read("versions/v1/manifest.json"))
@@ -138,3 +140,42 @@ def test_a_version_without_pictures_is_fetched_by_its_manifest(tmp_path, gcs_buc
     with pytest.raises(IndexMismatch, match="outside its version"):
         fetch_current(uri, tmp_path / "cache", photos=False)
     assert not (tmp_path / "cache" / "v2").exists()
+
+
+def test_a_worker_loads_a_version_in_slices_without_its_descriptors(tmp_path, gcs_bucket,
+                                                                    monkeypatch):
+    """The graph file holds the descriptors; files over a slice come in parallel ranges."""
+    import shared.storage
+
+    monkeypatch.setattr(shared.storage, "SLICE_BYTES", 64 * 1024)  # hnsw.bin: ~8 slices
+    uri = f"gs://{gcs_bucket}/index"
+    store = open_store(uri)
+    names = [f"p{i:03d}" for i in range(600)]
+    _publish(tmp_path, store, "v1", names)
+    version, index, _ = load_current(uri, tmp_path / "cache")
+    assert version == "v1" and not (tmp_path / "cache" / "v1" / "descriptors.npy").exists()
+    assert (tmp_path / "cache" / "v1" / "hnsw.bin").read_bytes() == (
+        tmp_path / "v1" / "hnsw.bin").read_bytes()
+    built = CelebrityIndex.load(tmp_path / "v1")
+    np.testing.assert_array_equal(index.descriptors, built.descriptors)
+    for row in (0, 299, 599):
+        assert index.query(built.descriptors[row], 1)[0].celebrity.id == names[row]
+
+
+def test_sliced_downloads_copy_whole_objects_and_refuse_missing_ones(tmp_path, gcs_bucket,
+                                                                    monkeypatch):
+    import shared.storage
+    from shared.storage import NotFound
+
+    monkeypatch.setattr(shared.storage, "SLICE_BYTES", 64 * 1024)
+    store = open_store(f"gs://{gcs_bucket}/data")
+    payload = np.random.default_rng(0).bytes(300_001)
+    store.write("big.bin", payload)
+    store.download("big.bin", tmp_path / "big.bin", sliced=True)
+    assert (tmp_path / "big.bin").read_bytes() == payload
+    store.write("small.bin", payload[:1000])
+    store.download("small.bin", tmp_path / "small.bin", sliced=True)  # one read
+    assert (tmp_path / "small.bin").read_bytes() == payload[:1000]
+    with pytest.raises(NotFound):
+        store.download("absent.bin", tmp_path / "absent.bin", sliced=True)
+    assert not (tmp_path / "absent.bin").exists()
