@@ -5,8 +5,8 @@ group, and about 30 per second for the whole bot; past that it answers 429 with
 `retry_after`. Each send first reserves a slot: the earliest time that is at least
 `chat_interval` after the chat's previous message was answered, `bot_interval` away
 from every other reserved slot and, for a group (a negative chat id), a minute after
-the group's `group_per_minute`-th last message. The shared state is only touched under a short lock;
-waiting happens outside it.
+the group's `group_per_minute`-th last message. The shared state is only touched under
+a short lock; waiting happens outside it.
 
 This bounds one instance only. Across instances the bot-wide rate is at most
 max instances × `1 / bot_interval`; what exceeds Telegram's limit is answered 429 and
