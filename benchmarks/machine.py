@@ -9,10 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# What the worker runs with for a million-entry index (infra/config.sh,
-# WORKER_GLIBC_TUNABLES; off by default): large malloc blocks, the index graph among
-# them, in transparent huge pages.
-WORKER_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
+# What the deploy gives a worker with a large index (from HUGE_PAGES_FROM_ENTRIES entries,
+# infra/config.sh): large malloc blocks, the index graph among them, in transparent huge
+# pages.
+from shared.worker_size import HUGE_PAGES as WORKER_GLIBC_TUNABLES
 
 
 def as_the_worker_runs(module: str, argv: Sequence[str] | None = None) -> None:

@@ -8,6 +8,8 @@ At most every `index_refresh_seconds` the pointer is read again; a newer version
 downloaded and loaded completely before it replaces the current one (requests in flight
 keep the index they started with), then older cached versions are deleted. A failed
 refresh keeps the current index: answering with a slightly old gallery beats not answering.
+Each version loaded is checked against the instance's memory (shared/worker_size.py): a
+version larger than the deploy sized the worker for is logged as a warning.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from shared.models import (
     load_models,
 )
 from shared.storage import StoreError, open_store
+from shared.worker_size import hnsw_m, instance_memory_limit, undersized
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +86,11 @@ def check_cpu(required: tuple[str, ...]) -> None:
 class AssetCache:
     """Models and index for the life of an instance; thread-safe."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 memory_limit: Callable[[], int | None] = instance_memory_limit) -> None:
         self.settings = settings
         self.clock = clock
+        self.memory_limit = memory_limit
         self._lock = threading.Lock()
         self._assets: Assets | None = None
         self._checked_at = 0.0
@@ -138,6 +143,7 @@ class AssetCache:
             "cold_start_ms": round(total_ms), "models_ms": round(models_ms),
             "index_ms": round(index_ms), "index_version": version,
             "celebrities": len(index.celebrities)}})
+        self._check_memory(index, version)
         return Assets(models, index, version, photos)
 
     def _load_index(self) -> tuple[str | None, CelebrityIndex, CelebrityPhotos]:
@@ -162,3 +168,14 @@ class AssetCache:
         log.info("index version %s replaces %s", version, previous, extra={"fields": {
             "index_version": version, "previous_version": previous,
             "load_ms": round((time.perf_counter() - started) * 1000)}})
+        self._check_memory(index, version)
+
+    def _check_memory(self, index: CelebrityIndex, version: str | None) -> None:
+        """Warn when the instance is too small for this version and a refresh after it:
+        the deploy sized the worker for the version current then (infra/deploy.sh)."""
+        limit = self.memory_limit()
+        why = undersized(index.manifest.entries, hnsw_m(index.manifest.hnsw), limit)
+        if why is not None:
+            log.warning("index version %s: %s", version, why, extra={"fields": {
+                "index_version": version, "entries": index.manifest.entries,
+                "memory_limit": limit}})
