@@ -53,12 +53,14 @@ WORKER_WHEELS=${WORKER_WHEELS:-auto}
 # glibc of RUNTIME's base image: python311 runs on Ubuntu 22.04 (google-22), glibc 2.35.
 # A wheel's manylinux_2_X tag names the oldest glibc it runs on; X must not exceed this.
 RUNTIME_GLIBC=${RUNTIME_GLIBC:-2.35}
-# glibc tunables of the worker; empty (the default): glibc's own. For an index of 100,000
-# entries or more set glibc.malloc.hugetlb=1: malloc then asks for transparent huge pages
-# for large blocks (glibc >= 2.35) and the graph's random walk misses the TLB less. A 12k
-# gallery gains nothing from it and may pay in memory; from about 100k entries queries
-# are faster with it (docs/performance.md, "A million-entry gallery, served").
-WORKER_GLIBC_TUNABLES=${WORKER_GLIBC_TUNABLES-}
+# glibc tunables of the worker (its GLIBC_TUNABLES); empty: glibc's own. auto (the
+# default): glibc.malloc.hugetlb=1 for an index of HUGE_PAGES_FROM_ENTRIES or more, else
+# empty. With it malloc asks for transparent huge pages for large blocks (glibc >= 2.35)
+# and the graph's random walk misses the TLB less: queries 8 % faster at 100k entries,
+# 23 % at 1M; at 12k they gain nothing and may cost memory (docs/performance.md, "A
+# million-entry gallery, served").
+WORKER_GLIBC_TUNABLES=${WORKER_GLIBC_TUNABLES-auto}
+HUGE_PAGES_FROM_ENTRIES=${HUGE_PAGES_FROM_ENTRIES:-100000}
 
 # The webhook only checks the secret header, answers commands and publishes a job:
 # short I/O-bound requests, so many share one instance (concurrency > 1 needs 1 vCPU).
@@ -73,10 +75,19 @@ WEBHOOK_MAX_INSTANCES=${WEBHOOK_MAX_INSTANCES:-3}
 
 # The worker runs dlib, which is CPU-bound and holds the GIL: one photo at a time per
 # vCPU. Memory holds the models, the index (twice while a new version loads, and again
-# as files: /tmp is in memory) and a decoded photo (up to 40 MP) in a few copies. A
-# gallery of a million entries needs WORKER_MEMORY=8Gi WORKER_CPU=2 (docs/deploy.md).
-WORKER_MEMORY=${WORKER_MEMORY:-2Gi}
-WORKER_CPU=${WORKER_CPU:-1}
+# as files: /tmp is in memory) and a decoded photo (up to 40 MP) in a few copies. auto
+# (the default): infra/deploy.sh sizes the worker from the index it will serve, the
+# smallest of 2Gi, 4Gi, 8Gi, 16Gi and 32Gi that holds it, with the fewest vCPU Cloud Run
+# allows for that memory: 2Gi and 1 vCPU up to about 320,000 entries (hnsw M 48), 8Gi
+# and 2 vCPU for a million (the rule: shared/worker_size.py; docs/deploy.md, "The
+# worker's size"). Any other value is kept.
+WORKER_MEMORY=${WORKER_MEMORY:-auto}
+WORKER_CPU=${WORKER_CPU:-auto}
+# The index the worker is sized for: empty means the current version at INDEX_URI,
+# read with `gcloud storage cat` (a dry run does not read it). A local index directory
+# (an index root with current.json, or one version) sizes the worker for that index
+# instead, e.g. a large build before it is published.
+SIZE_FOR_INDEX=${SIZE_FOR_INDEX:-}
 # Jobs an instance takes at once. Their face work takes turns (one photo decoded and
 # matched at a time), so the others only wait for downloads and their chats' send
 # slots (Telegram's 1 message/s per chat) without holding the CPU from another chat.

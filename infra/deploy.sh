@@ -2,7 +2,12 @@
 # Deploy (or redeploy) the two Cloud Functions from the repository root, and the push
 # subscription that hands the worker its jobs (message ordering, retry policy,
 # dead-letter topic).
-# Usage: [DRY_RUN=1] [WORKER_WHEELS=auto|fast|pypi] [KEEP_STAGING=1] infra/deploy.sh [all|worker|webhook]
+# Usage: [DRY_RUN=1] [WORKER_WHEELS=auto|fast|pypi] [SIZE_FOR_INDEX=DIR] [KEEP_STAGING=1]
+#        infra/deploy.sh [all|worker|webhook]
+#
+# The worker's memory, vCPU and huge pages left at auto (infra/config.sh) follow the
+# index it will serve: the current version's manifest, or SIZE_FOR_INDEX's
+# (shared/worker_size.py has the rule; docs/deploy.md, "The worker's size").
 #
 # With the fast wheels the worker deploys from a staging copy of what .gcloudignore lets
 # upload, plus wheels/ with the dlib and nmslib wheels built by packaging/ (cached after
@@ -19,6 +24,10 @@ case $target in
     all | worker | webhook) ;;
     *) die "usage: infra/deploy.sh [all|worker|webhook]" ;;
 esac
+# A local SIZE_FOR_INDEX is relative to where the script was started.
+if [[ -n $SIZE_FOR_INDEX && $SIZE_FOR_INDEX != gs://* ]]; then
+    SIZE_FOR_INDEX=$(realpath -m -- "$SIZE_FOR_INDEX")
+fi
 cd "$REPO_ROOT"
 KEEP_STAGING=${KEEP_STAGING:-0}
 case $WORKER_WHEELS in
@@ -153,12 +162,99 @@ stage_source() {
     grep '^\./wheels/' "$stage/requirements.txt" | sed 's/^/    /' >&2
 }
 
+# Print file KEY of the index at ROOT: gs://... through `gcloud storage cat`, else a
+# local directory. Returns 3 when the file does not exist, 1 when it cannot be read.
+index_file() {
+    local root=$1 key=$2 errors
+    if [[ $root != gs://* ]]; then
+        [[ -f $root/$key ]] || return 3
+        cat "$root/$key"
+        return 0
+    fi
+    errors=$(mktemp)
+    if gcloud storage cat "$root/$key" --project="$PROJECT" 2>"$errors"; then
+        rm -f "$errors"
+        return 0
+    fi
+    if grep -q 'matched no objects' "$errors"; then
+        rm -f "$errors"
+        return 3
+    fi
+    cat "$errors" >&2
+    rm -f "$errors"
+    return 1
+}
+
+# Set manifest to the manifest of the current version at ROOT, as the worker finds it
+# (the version the pointer names, or ROOT itself when it has no pointer), and
+# manifest_version to that version's name; both stay empty when there is no index.
+manifest=
+manifest_version=
+read_current_manifest() {
+    local root=$1 pointer status=0
+    pointer=$(index_file "$root" current.json) || status=$?
+    if ((status == 0)); then
+        manifest_version=$(printf '%s' "$pointer" | "$PYTHON" -c '
+import sys
+from shared.index_versions import IndexMismatch, parse_pointer
+try:
+    print(parse_pointer(sys.stdin.buffer.read(), sys.argv[1]))
+except IndexMismatch as exc:
+    sys.exit(f"error: {exc}")' "$root/current.json") || return 1
+        manifest=$(index_file "$root" "versions/$manifest_version/manifest.json") && return 0
+        warn "$root/current.json names version $manifest_version, which has no manifest"
+        return 1
+    fi
+    ((status == 3)) || return 1
+    manifest=$(index_file "$root" manifest.json) || status=$?
+    ((status == 3)) && return 0
+    return "$status"
+}
+
+# Choose the worker's memory, vCPU and glibc tunables that are left at auto, for the
+# index it will serve (SIZE_FOR_INDEX, else the current version at INDEX_URI), by the
+# rule of shared/worker_size.py; the operator's explicit values are kept. No index yet:
+# the size for the demo gallery.
+size_worker() {
+    local root=${SIZE_FOR_INDEX:-$INDEX_URI} chosen line
+    local -a args=(--huge-pages-from="$HUGE_PAGES_FROM_ENTRIES")
+    [[ $WORKER_MEMORY == auto ]] || args+=(--memory="$WORKER_MEMORY")
+    [[ $WORKER_CPU == auto ]] || args+=(--cpu="$WORKER_CPU")
+    [[ $WORKER_GLIBC_TUNABLES == auto ]] || args+=(--glibc-tunables="$WORKER_GLIBC_TUNABLES")
+    local explicit="set WORKER_MEMORY, WORKER_CPU and WORKER_GLIBC_TUNABLES to deploy"
+    explicit+=" without sizing from the index (docs/deploy.md, \"The worker's size\")"
+    if [[ $root == gs://* ]] && is_dry_run; then
+        show gcloud storage cat "$root/current.json" --project="$PROJECT"
+        log "a dry run reads no index from $root: the worker is sized as without one" \
+            "(SIZE_FOR_INDEX=DIR sizes it for a local index)"
+    else
+        [[ $root == gs://* || -d $root ]] || die "SIZE_FOR_INDEX=$root is not a directory"
+        read_current_manifest "$root" || die "cannot read the index at $root; $explicit"
+        [[ -n $manifest ]] || log "no index at $root yet"
+    fi
+    if [[ -n $manifest ]]; then
+        args+=(--manifest=- --version="${manifest_version:-}")
+    fi
+    chosen=$(printf '%s' "$manifest" | "$PYTHON" -m shared.worker_size "${args[@]}") ||
+        die "cannot size the worker for the index at $root (above); $explicit"
+    while IFS= read -r line; do
+        case $line in
+            memory=*) WORKER_MEMORY=${line#memory=} ;;
+            cpu=*) WORKER_CPU=${line#cpu=} ;;
+            glibc_tunables=*) WORKER_GLIBC_TUNABLES=${line#glibc_tunables=} ;;
+            reason=*) log "worker size: ${line#reason=}" ;;
+            warning=*) warn "${line#warning=}" ;;
+        esac
+    done <<<"$chosen"
+}
+
 worker_env=()
-if [[ -n $WORKER_GLIBC_TUNABLES ]]; then
-    worker_env+=("GLIBC_TUNABLES=$WORKER_GLIBC_TUNABLES")
-fi
 if [[ $target == all || $target == worker ]]; then
     choose_worker_wheels
+    size_worker
+    if [[ -n $WORKER_GLIBC_TUNABLES ]]; then
+        worker_env+=("GLIBC_TUNABLES=$WORKER_GLIBC_TUNABLES")
+    fi
 fi
 # Each function deploys from its own staged copy, so each installs only its lock.
 staging=$(mktemp -d "${TMPDIR:-/tmp}/lookalike-deploy.XXXXXX")

@@ -281,7 +281,12 @@ def test_deploy_settings(dry_runs):
             } <= set(webhook)
     env = _env_vars(worker)
     assert "LOOKALIKE_REQUIRED_CPU_FLAGS" not in env  # the PyPI wheels run on any CPU
-    # Huge pages cost the 12k gallery time and memory: glibc's default unless asked.
+    # A dry run shows the read of the index pointer but reads nothing: the size without
+    # an index, and huge pages off (they cost the 12k gallery time and memory).
+    assert ["gcloud", "storage", "cat", f"gs://{PROJECT}-lookalike/index/current.json",
+            f"--project={PROJECT}"] in commands
+    assert "a dry run reads no index" in dry_runs[("deploy.sh",)].stderr
+    assert {"--memory=2Gi", "--cpu=1"} <= set(worker)
     assert "GLIBC_TUNABLES" not in env
     assert "GLIBC_TUNABLES" not in _env_vars(webhook)
     assert env["LOOKALIKE_INDEX_URI"] == f"gs://{PROJECT}-lookalike/index"
@@ -312,10 +317,12 @@ def test_deploy_settings(dry_runs):
     assert binding[4] == "lookalike-jobs-worker"
 
 
-def test_huge_pages_are_a_switch_for_large_indexes(dry_runs):
-    """WORKER_GLIBC_TUNABLES reaches the worker's environment, and only the worker's."""
+def test_explicit_glibc_tunables_reach_the_worker_alone(dry_runs):
+    """WORKER_GLIBC_TUNABLES set by the operator reaches the worker's environment, and
+    only the worker's, whatever the index."""
     deploys = _deploys(dry_runs[("deploy.sh", "worker")].stdout)
     assert set(deploys) == {"lookalike-worker"}
+    assert {"--memory=2Gi", "--cpu=1"} <= set(deploys["lookalike-worker"])
     env = _env_vars(deploys["lookalike-worker"])
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
     from shared.config import Settings
@@ -323,6 +330,161 @@ def test_huge_pages_are_a_switch_for_large_indexes(dry_runs):
     known = {"LOOKALIKE_" + name.upper() for name in Settings.__dataclass_fields__}
     # Besides the settings: the project, glibc's own (read by the C library), gunicorn's.
     assert set(env) - known == {"GOOGLE_CLOUD_PROJECT", "GLIBC_TUNABLES", "THREADS"}
+
+
+# -- the worker's size, chosen from the index it will serve (shared/worker_size.py) ------
+
+MILLION = 1_000_661  # entries of the million-entry gallery of docs/performance.md
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
+# name -> (the index SIZE_FOR_INDEX names, extra environment)
+SIZED_RUNS = {
+    "small": ("small", {}),
+    "million": ("million", {}),
+    "override": ("million", {"WORKER_MEMORY": "16Gi", "WORKER_GLIBC_TUNABLES": ""}),
+    "none": ("empty", {}),
+    "version": ("million/versions/20260101T000000Z-million", {}),
+}
+
+
+def _manifest(entries: int, m: int) -> str:
+    """The demo gallery's manifest with another entry count and graph M."""
+    from shared.config import DEMO_GALLERY
+    from shared.manifest import Manifest
+
+    manifest = Manifest.from_json((DEMO_GALLERY / "manifest.json").read_text())
+    manifest.entries, manifest.hnsw = entries, {**manifest.hnsw, "M": m}
+    return manifest.to_json()
+
+
+def _index_root(root: Path, version: str, manifest: str) -> Path:
+    """An index root as the index builder publishes it, its data files left out: the
+    deploy reads the pointer and the manifest only."""
+    from shared.index_versions import pointer_bytes, version_prefix
+
+    directory = root / version_prefix(version)
+    directory.mkdir(parents=True)
+    (directory / "manifest.json").write_text(manifest)
+    (root / "current.json").write_bytes(pointer_bytes(version))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sized_deploys(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """`DRY_RUN=1 deploy.sh worker` sized for local indexes of 12k and a million entries,
+    an empty directory, and with explicit values."""
+    tmp = tmp_path_factory.mktemp("sized")
+    _index_root(tmp / "small", "20260101T000000Z-small", _manifest(12_000, 32))
+    _index_root(tmp / "million", "20260101T000000Z-million", _manifest(MILLION, 48))
+    (tmp / "empty").mkdir()
+    stubs, calls = _recording_stubs(tmp)
+    results = {}
+    for name, (index, extra) in SIZED_RUNS.items():
+        env = _deploy_env(tmp, stubs, WORKER_WHEELS="pypi", SIZE_FOR_INDEX=str(tmp / index),
+                          **extra)
+        results[name] = _run("deploy.sh", ["worker"], env)
+        assert results[name].returncode == 0, (name, results[name].stderr)
+    assert not calls.exists(), f"a dry run called out: {calls.read_text()}"
+    return results
+
+
+def _worker_size(result: subprocess.CompletedProcess) -> tuple[str, str, str | None]:
+    """--memory, --cpu and GLIBC_TUNABLES of the worker a deploy printed."""
+    worker = _deploys(result.stdout)["lookalike-worker"]
+    flags = dict(arg.split("=", 1) for arg in worker if arg.startswith(("--memory=", "--cpu=")))
+    return flags["--memory"], flags["--cpu"], _env_vars(worker).get("GLIBC_TUNABLES")
+
+
+def test_worker_sized_for_a_small_index(sized_deploys):
+    result = sized_deploys["small"]
+    assert _worker_size(result) == ("2Gi", "1", None)
+    assert "12,000 entries < HUGE_PAGES_FROM_ENTRIES (100,000)" in result.stderr
+    assert "20260101T000000Z-small" in result.stderr
+
+
+def test_worker_sized_for_a_million_entries(sized_deploys):
+    for name in ("million", "version"):  # through the pointer, or one version directory
+        result = sized_deploys[name]
+        assert _worker_size(result) == ("8Gi", "2", HUGE_PAGES), name
+        assert "1,000,661 entries >= HUGE_PAGES_FROM_ENTRIES (100,000)" in result.stderr
+        assert "memory 8Gi: the smallest" in result.stderr
+
+
+def test_explicit_worker_size_wins_over_the_index(sized_deploys):
+    result = sized_deploys["override"]
+    # 16 GiB needs 4 vCPU on Cloud Run; huge pages set empty stay off.
+    assert _worker_size(result) == ("16Gi", "4", None)
+    assert "set by WORKER_MEMORY" in result.stderr
+    assert "set by WORKER_GLIBC_TUNABLES" in result.stderr
+
+
+def test_worker_without_an_index_gets_the_first_deploys_size(sized_deploys):
+    result = sized_deploys["none"]
+    assert _worker_size(result) == ("2Gi", "1", None)
+    assert "no index at" in result.stderr
+
+
+def test_deploy_refuses_a_size_that_cannot_be(tmp_path):
+    """Too few vCPU for the memory the index needs, a pointer to a version without a
+    manifest, a SIZE_FOR_INDEX that is not there: each stops before anything deploys."""
+    million = _index_root(tmp_path / "million", "v1", _manifest(MILLION, 48))
+    broken = _index_root(tmp_path / "broken", "v1", _manifest(31, 32))
+    (broken / "current.json").write_text('{"version": "v2"}')
+    stubs, calls = _recording_stubs(tmp_path)
+    for index, extra, message in (
+            (million, {"WORKER_CPU": "1"}, "WORKER_CPU=1 is too few for 8Gi"),
+            (broken, {}, "names version v2, which has no manifest"),
+            (tmp_path / "missing", {}, "is not a directory")):
+        env = _deploy_env(tmp_path, stubs, WORKER_WHEELS="pypi", SIZE_FOR_INDEX=str(index),
+                          **extra)
+        result = _run("deploy.sh", ["worker"], env)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert not _deploys(result.stdout)
+    assert not calls.exists()
+
+
+def test_deploy_sizes_the_worker_from_the_index_in_storage(gcs_bucket, tmp_path):
+    """Not a dry run: the real gcloud reads the pointer and the manifest from
+    fake-gcs-server (its storage endpoint overridden, a placeholder access token); every
+    other gcloud command goes to a stub that records it."""
+    from shared.storage import gcs_client
+
+    gcloud = _require("gcloud")
+    log = tmp_path / "calls.jsonl"
+    stubs = _stub_bin(tmp_path, {"gcloud": f"""
+if [[ "$1 $2" == "storage cat" ]]; then exec {shlex.quote(gcloud)} "$@"; fi
+{shlex.quote(sys.executable)} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \
+    "$@" >> {shlex.quote(str(log))}
+case "$*" in
+  *"serviceConfig.uri"*) echo https://lookalike-worker-abc.a.run.app ;;
+  *"projects describe "*) echo 123456789012 ;;
+  *"subscriptions describe "*) exit 1 ;;
+esac
+"""})
+    token = tmp_path / "token"
+    token.write_text("placeholder-access-token")
+    env = _clean_env(tmp_path, TMPDIR=str(tmp_path), WORKER_WHEELS="pypi", BUCKET=gcs_bucket,
+                     CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=str(token),
+                     CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE=os.environ[
+                         "STORAGE_EMULATOR_HOST"] + "/storage/v1/")
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    bucket = gcs_client().bucket(gcs_bucket)
+
+    def deployed() -> tuple[str, str, str | None]:
+        result = _run("deploy.sh", ["worker"], env)
+        assert result.returncode == 0, result.stderr
+        calls = [json.loads(line) for line in log.read_text().splitlines()]
+        log.unlink()
+        [deploy] = [argv for argv in calls if argv[:2] == ["functions", "deploy"]]
+        return _worker_size(subprocess.CompletedProcess([], 0, shlex.join(["gcloud", *deploy])))
+
+    assert deployed() == ("2Gi", "1", None)  # nothing in the bucket yet
+    bucket.blob("index/versions/v1/manifest.json").upload_from_string(_manifest(MILLION, 48))
+    bucket.blob("index/current.json").upload_from_string('{"version": "v1"}')
+    assert deployed() == ("8Gi", "2", HUGE_PAGES)
+    bucket.blob("index/current.json").upload_from_string('{"version": "v2"}')
+    result = _run("deploy.sh", ["worker"], env)
+    assert result.returncode != 0 and "which has no manifest" in result.stderr
+    assert not log.exists()  # stopped before deploying anything
 
 
 def test_bucket_markers_and_models(dry_runs):
@@ -388,9 +550,10 @@ esac
     assert TOKEN not in hook.stdout + hook.stderr
 
 
-def test_gcloud_accepts_every_command(dry_runs, tmp_path):
+def test_gcloud_accepts_every_command(dry_runs, sized_deploys, tmp_path):
     gcloud = _require("gcloud")
-    commands = sorted({tuple(argv) for result in dry_runs.values()
+    results = [*dry_runs.values(), *sized_deploys.values()]
+    commands = sorted({tuple(argv) for result in results
                        for argv in _commands(result.stdout) if argv[0] == "gcloud"})
     env = _clean_env(tmp_path)
 
