@@ -118,7 +118,7 @@ def choose(entries: int | None, m: int | None = None, *, huge_pages_from: int,
     warnings: list[str] = []
     needed = memory_needed(entries or 0, m)
     if entries is None:
-        reasons.append("no index version yet: the size for the demo gallery")
+        reasons.append("no index yet: the smallest size")
     else:
         per_version = version_bytes(entries, m)
         reasons.append(
@@ -136,8 +136,8 @@ def choose(entries: int | None, m: int | None = None, *, huge_pages_from: int,
     else:
         reasons.append(f"memory {memory}: set by WORKER_MEMORY")
         if parse_memory(memory) < needed:
-            warnings.append(f"WORKER_MEMORY={memory} is less than the about {gib(needed)} "
-                            "the index needs: a refresh may run the instance out of memory")
+            warnings.append(f"WORKER_MEMORY={memory} is less than the index needs (about "
+                            f"{gib(needed)}): a refresh may run the instance out of memory")
     fewest = min_cpu(parse_memory(memory))
     if cpu is None:
         cpu = str(fewest)
