@@ -73,6 +73,41 @@ def test_get_file_and_download_into_memory(api: BotApiServer) -> None:
     assert api.downloads() == 1
 
 
+@pytest.mark.parametrize(("width", "height", "kind", "mode"), [
+    (640, 320, "JPEG", "RGB"),  # the 320 px size decoded at half scale, 90 px from it
+    (641, 321, "JPEG", "RGB"),  # no scale lands on a size: each resized from the one before
+    (1000, 500, "PNG", "RGB"),  # not a JPEG: decoded once, every size resized
+    (5120, 2560, "JPEG", "L"),  # 2560 and 1280 px decoded at 1/2 and 1/4; grey
+    (1280, 914, "JPEG", "CMYK"),
+])
+def test_every_size_downloads_as_a_jpeg_of_its_reported_size(
+        api: BotApiServer, width: int, height: int, kind: str, mode: str) -> None:
+    picture = Image.new("RGB", (width, height), (220, 30, 30))
+    picture.paste((30, 30, 220), (width // 2, 0, width, height))  # left red, right blue
+    buffer = io.BytesIO()
+    picture.convert(mode).save(buffer, format=kind)
+    sizes = api.add_photo(buffer.getvalue())
+    assert [max(s["width"], s["height"]) for s in sizes] == sorted(
+        {s for s in (90, 320, 800, 1280) if s < width} | {min(width, 2560)})
+
+    async def fetch(bot: telegram.Bot) -> list[tuple[telegram.File, bytes]]:
+        files = [await bot.get_file(size["file_id"]) for size in sizes]
+        return [(file, bytes(await file.download_as_bytearray())) for file in files]
+
+    expected = picture.convert(mode).convert("RGB")
+    for size, (file, data) in zip(sizes, run(api, fetch), strict=True):
+        assert file.file_size == size["file_size"] == len(data)
+        with Image.open(io.BytesIO(data)) as served:
+            assert served.format == "JPEG"
+            assert served.size == (size["width"], size["height"])
+            rgb = served.convert("RGB")
+        for x, source_x in ((rgb.width // 8, width // 8), (rgb.width * 7 // 8, width * 7 // 8)):
+            got = rgb.getpixel((x, rgb.height // 2))
+            want = expected.getpixel((source_x, height // 2))
+            assert isinstance(got, tuple) and isinstance(want, tuple)
+            assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 12, (size, got)
+
+
 def test_unknown_file_and_file_too_big(api: BotApiServer) -> None:
     with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
         run(api, lambda bot: bot.get_file("nope"))
