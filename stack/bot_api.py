@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import email.parser
-import email.policy
 import io
 import itertools
 import json
@@ -55,6 +53,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from PIL import Image
+from werkzeug.formparser import MultiPartParser
+from werkzeug.http import parse_options_header
 
 from stack.http_thread import KeepAliveHandler, ThreadedServer
 from stack.telegram_html import HtmlError, parse_html, text_length
@@ -859,22 +859,16 @@ def _parse_body(content_type: str, body: bytes,
     elif kind == "application/x-www-form-urlencoded":
         params.update(parse_qsl(body.decode("utf-8", "replace")))
     elif kind == "multipart/form-data":
-        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-        if not message.is_multipart():
+        boundary = parse_options_header(content_type)[1].get("boundary")
+        if not boundary:
             raise ApiError(400, "Bad Request: can't parse multipart body")
-        fields: dict[str, Any] = {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if not isinstance(name, str) or not name:
-                continue
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
-                payload = b""
-            if part.get_filename() is not None:
-                files[name] = payload
-            else:
-                fields[name] = payload.decode("utf-8", "replace")
+        try:
+            form, uploads = MultiPartParser().parse(io.BytesIO(body), boundary.encode(),
+                                                    len(body))
+        except ValueError:
+            raise ApiError(400, "Bad Request: can't parse multipart body") from None
+        fields: dict[str, Any] = {name: value for name, value in form.items() if name}
+        files.update((name, upload.read()) for name, upload in uploads.items() if name)
         params.update(fields)
     return params, files
 

@@ -108,6 +108,18 @@ def test_every_size_downloads_as_a_jpeg_of_its_reported_size(
             assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 12, (size, got)
 
 
+def test_a_broken_multipart_body_is_a_bad_request(api: BotApiServer) -> None:
+    request = urllib.request.Request(
+        f"{api.url}/bot{TOKEN}/sendPhoto", data=b"--abc\r\nContent-Disposition: form-da",
+        headers={"Content-Type": "multipart/form-data; boundary=abc"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 400
+    assert json.loads(caught.value.read())["description"] == (
+        "Bad Request: can't parse multipart body")
+    assert api.sent == []
+
+
 def test_unknown_file_and_file_too_big(api: BotApiServer) -> None:
     with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
         run(api, lambda bot: bot.get_file("nope"))
