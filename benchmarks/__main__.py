@@ -32,6 +32,7 @@ BENCHMARKS = {
     "index_query": ["benchmarks.index_query"],
     "cold_start": ["benchmarks.cold_start"],
     "stack_latency": ["benchmarks.stack_latency"],
+    "bot_api_photo": ["benchmarks.bot_api_photo"],
     "webhook": ["benchmarks.webhook"],
     "webhook_load": ["benchmarks.webhook_load"],
     "burst": ["benchmarks.burst"],
