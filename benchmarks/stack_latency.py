@@ -53,6 +53,7 @@ _chats = iter(range(700_000, 800_000))
 @dataclass(frozen=True)
 class Reply:
     job: str  # the job key, "<chat>/<update_id>"
+    sample: str  # the photo's file name
     post_to_reply_s: float
     replied_at: float  # unix time the Bot API server recorded the message
 
@@ -68,7 +69,8 @@ def send_photo(stack: Stack, photo: Path) -> Reply:
     [reply] = stack.wait_replies(chat, timeout=120)
     if reply.photo is None:
         raise RuntimeError(f"the answer to {photo.name} is not a picture: {reply.body}")
-    return Reply(f"{chat}/{update['update_id']}", reply.time - started, reply.time)
+    return Reply(f"{chat}/{update['update_id']}", photo.name, reply.time - started,
+                 reply.time)
 
 
 def log_records(stack: Stack) -> Iterator[dict[str, Any]]:
@@ -148,7 +150,8 @@ def report(photos: int, cold_runs: int) -> None:
         colds = [new_worker(stack, Path(tmp), run) for run in range(cold_runs)]
         # The other half on the last new worker, once warm: both kinds in one run.
         replies += warm(stack, photos - photos // 2) if cold_runs else []
-        stages = stage_medians(job_records(stack, [r.job for r in replies]))
+        records = job_records(stack, [r.job for r in replies])
+        stages = stage_medians(records)
         handling = {method: statistics.median([ms for name, ms in stack.bot_api.handling_ms
                                                if name == method] or [0.0])
                     for method in ("getFile", "download", "sendPhoto")}
@@ -161,6 +164,17 @@ def report(photos: int, cold_runs: int) -> None:
     print(f"{'markers on the clock':<26}{stages['markers']:>10.1f}   (claim_wait + done)")
     ratio = stages["worker total"] / stages["match"]
     print(f"worker total / match: {ratio:.2f} (goal ≤ {WARM_RATIO_GOAL})")
+    # The two medians may come from different samples' jobs; each job's own ratio does
+    # not mix them, and the fixed cost of a job weighs most on the quickest matches.
+    per_job = statistics.median(r["ms"] / r["stages_ms"]["match"] for r in records)
+    print(f"each job's total / match, median over the jobs: {per_job:.2f}; per sample:")
+    for sample in dict.fromkeys(r.sample for r in replies):
+        own = [record_ for reply, record_ in zip(replies, records, strict=True)
+               if reply.sample == sample]
+        total = statistics.median(r["ms"] for r in own)
+        match = statistics.median(r["stages_ms"]["match"] for r in own)
+        print(f"  {sample:<36}{total:>7.0f} ms total, {match:>4.0f} ms match, "
+              f"{statistics.median(r['ms'] / r['stages_ms']['match'] for r in own):.2f} ×")
     server = sum(handling.values())
     print("the local Bot API server's own handling (in this process), medians: "
           + ", ".join(f"{method} {ms:.1f} ms" for method, ms in handling.items())
