@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ import functions_framework
 
 from shared.config import Settings
 from shared.cpu import choose_blas_kernels
+from shared.instance import Lazy, long_lived
 
 # OpenBLAS reads OPENBLAS_CORETYPE once, when dlib loads its copy: named here, at the
 # entry point of both functions and the command line, it takes effect whatever imports
@@ -37,12 +39,21 @@ def webhook(request: flask.Request) -> flask.typing.ResponseReturnValue:
     return handle_request(request)
 
 
+def _import_worker() -> Callable[[CloudEvent], None]:
+    # The worker's code and libraries stay for the instance's life (shared/instance.py).
+    with long_lived():
+        from functions.worker import handle_event
+    return handle_event
+
+
+# The worker's code, imported on its first event.
+worker_code = Lazy(_import_worker)
+
+
 @functions_framework.cloud_event
 def worker(event: CloudEvent) -> None:
     """Pub/Sub-triggered function: one job in, one reply in the chat."""
-    from functions.worker import handle_event
-
-    handle_event(event)
+    worker_code()(event)
 
 
 # -- the command line

@@ -32,6 +32,7 @@ from shared.index_store import (
     load_current,
     prune_cache,
 )
+from shared.instance import long_lived
 from shared.manifest import IndexMismatch
 from shared.models import (
     DESCRIPTOR_FILE,
@@ -116,6 +117,11 @@ class AssetCache:
             return self._assets
 
     def _cold_start(self) -> Assets:
+        # What is made here is kept for the instance's life (shared/instance.py).
+        with long_lived():
+            return self._load_all()
+
+    def _load_all(self) -> Assets:
         check_cpu(self.settings.required_cpu_flags)  # before dlib or nmslib is imported
         # Before the second thread starts: importing nmslib silences stderr for a moment,
         # which must not swallow what the model loading writes there.

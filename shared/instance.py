@@ -7,12 +7,17 @@ object of this project is a `Lazy` (one object) or a `LazyMap` (one per key, e.g
 storage URI). Both are safe to share between the threads functions-framework serves
 requests from, make each object once, and have a public `reset()` that forgets what was
 made (tests, or a new configuration), closing it when a `close` was given.
+
+What an instance keeps for its whole life (the modules it imports, its models and index)
+is made inside `long_lived()`, out of the cyclic garbage collector's way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -76,3 +81,31 @@ class LazyMap(Generic[K, T]):
         if self._close is not None:
             for value in values:
                 self._close(value)
+
+
+@contextlib.contextmanager
+def long_lived() -> Iterator[None]:
+    """Run a block that makes objects kept for the life of the process (a new instance's
+    imports, clients, models and index) with the cyclic garbage collector off, then
+    freeze everything it tracks (`gc.freeze`) and turn it back on.
+
+    Those objects are many and almost none is cyclic garbage: with the collector on, it
+    would run over them again and again while they are made, on the way to the first
+    answer, and every later full collection would go over them once more. Frozen, they
+    are left out of all collections; reference counting still frees them. The price: a
+    cycle of frozen objects is never collected, neither the little cyclic garbage made
+    before the freeze nor a frozen object that later ends in an unreachable cycle. So
+    this is for blocks that run once per process, not once per request, making objects
+    freed by reference counting when replaced (the worker's index after a refresh is;
+    tests/test_worker.py). When the collector is already off (a nested block, another
+    thread's, or the process's own choice), the block runs as it is.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()

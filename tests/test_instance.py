@@ -1,8 +1,12 @@
+import gc
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
-from shared.instance import Lazy, LazyMap
+import pytest
+
+from shared.instance import Lazy, LazyMap, long_lived
 
 
 class Made:
@@ -90,3 +94,59 @@ def test_instance_objects_reset_through_their_public_reset(monkeypatch):
         assert webhook.settings().top_k == 4
     finally:
         webhook.settings.reset()
+
+
+class Node:
+    """A tracked object that can take part in a reference cycle."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@pytest.fixture
+def unfrozen():
+    """Whatever a test freezes goes back to the collector's care after it."""
+    yield
+    gc.unfreeze()
+
+
+def test_long_lived_objects_are_made_without_the_collector_then_frozen(unfrozen):
+    assert gc.isenabled()
+    gc.unfreeze()
+    collections = gc.get_stats()[0]["collections"]
+    with long_lived():
+        assert not gc.isenabled()
+        kept = [Node() for _ in range(20_000)]  # many times the youngest generation
+        cycle = Node()
+        cycle.other = Node()
+        cycle.other.other = cycle
+        unreachable = weakref.ref(cycle)
+        del cycle
+    assert gc.isenabled()
+    assert gc.get_stats()[0]["collections"] == collections  # no pass while they were made
+    assert gc.get_freeze_count() >= len(kept)
+    # Frozen objects are still freed when their last reference goes ...
+    freed = weakref.ref(kept[0])
+    del kept
+    assert freed() is None
+    # ... but cyclic garbage made in the block is kept: the block's price.
+    gc.collect()
+    assert unreachable() is not None
+
+
+def test_long_lived_leaves_a_collector_that_was_off_alone(unfrozen):
+    gc.unfreeze()
+    gc.disable()
+    try:
+        with long_lived():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
+
+
+def test_long_lived_turns_the_collector_back_on_after_an_error(unfrozen):
+    with pytest.raises(RuntimeError), long_lived():
+        raise RuntimeError("the model files are wrong")
+    assert gc.isenabled()
