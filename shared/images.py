@@ -10,15 +10,25 @@ import io
 import warnings
 
 import numpy as np
-import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.detection import DEFAULT_DETECTION
+from shared.instance import Lazy
+
+
+def _register_heif() -> bool:
+    import pillow_heif
+
+    # Thumbnails are not wanted: the primary image is what the user photographed.
+    pillow_heif.register_heif_opener(thumbnails=False)
+    return True
+
 
 # Phones send HEIC/HEIF files (iPhones by default); Pillow reads AVIF itself and HEIF
-# through pillow-heif's opener, registered here, once, for every importer of this module.
-# Thumbnails are not wanted: the primary image is what the user photographed.
-pillow_heif.register_heif_opener(thumbnails=False)
+# through pillow-heif's opener, registered once per process when Pillow first meets a file
+# it cannot identify: Telegram's photos are JPEG, and loading libheif would cost every new
+# instance time and memory that most never need.
+heif_opener = Lazy(_register_heif)
 
 
 class ImageError(Exception):
@@ -55,7 +65,7 @@ def decode_image(data: bytes,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = _open(data)
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(
@@ -77,6 +87,16 @@ def decode_image(data: bytes,
         raise UnreadableImage(f"the image data is damaged ({exc})") from None
     except MemoryError:
         raise ImageTooLarge("the image needs too much memory to decode") from None
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if heif_opener.made:
+            raise
+    heif_opener()
+    return Image.open(io.BytesIO(data))
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -1,11 +1,21 @@
 import io
+import json
+import subprocess
+import sys
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from shared.images import ImageTooLarge, UnreadableImage, decode_image, encode_jpeg
+from shared.config import REPO_ROOT
+from shared.images import (
+    ImageTooLarge,
+    UnreadableImage,
+    decode_image,
+    encode_jpeg,
+    heif_opener,
+)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -92,6 +102,7 @@ def test_encode_jpeg_round_trips():
 
 def _phone_file(source: Image.Image, fmt: str) -> bytes:
     """`source` saved as a phone would send it: HEIC/AVIF with its EXIF orientation."""
+    heif_opener()  # Pillow writes HEIF through pillow-heif
     buffer = io.BytesIO()
     source.save(buffer, format=fmt, quality=80, exif=source.info.get("exif", b""))
     return buffer.getvalue()
@@ -107,6 +118,31 @@ def heic_case(faces_dir) -> tuple[bytes, tuple[int, int]]:
         upright = (source.height, source.width)  # orientation 6: turned by 90°
     assert data[4:12] == b"ftypheic"
     return data, upright
+
+
+_DECODE_IN_A_NEW_PROCESS = """
+import json, sys
+from shared.images import decode_image
+jpeg = decode_image(open(sys.argv[1], "rb").read()).shape
+after_jpeg = "pillow_heif" in sys.modules
+heic = decode_image(open(sys.argv[2], "rb").read()).shape
+print(json.dumps([after_jpeg, "pillow_heif" in sys.modules, jpeg, heic]))
+"""
+
+
+def test_heif_support_loads_when_the_first_heif_file_comes(faces_dir, heic_case, tmp_path):
+    """A new process decodes JPEG photos without loading pillow-heif, and a HEIC file
+    all the same once one comes."""
+    heic = tmp_path / "phone.heic"
+    heic.write_bytes(heic_case[0])
+    jpeg = faces_dir / "hard" / "derived_exif_orientation6.jpg"
+    done = subprocess.run([sys.executable, "-c", _DECODE_IN_A_NEW_PROCESS, str(jpeg),
+                           str(heic)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+    after_jpeg, after_heic, jpeg_shape, heic_shape = json.loads(done.stdout)
+    width, height = heic_case[1]
+    assert (after_jpeg, after_heic) == (False, True)
+    assert jpeg_shape == heic_shape == [height, width, 3]
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])

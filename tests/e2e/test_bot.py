@@ -24,6 +24,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from shared.config import DEMO_GALLERY, REPO_ROOT
+from shared.images import heif_opener
 from shared.jobs import Job
 from shared.render import TILE
 from shared.texts import text
@@ -245,6 +246,7 @@ def test_every_hard_file_gets_a_clear_answer_and_is_acknowledged(stack, faces_di
     # The corpus's HEIC case, as an iPhone sends a photo as a file: made here from the
     # EXIF-rotated photo, orientation kept.
     heic = tmp_path / "derived_iphone.heic"
+    heif_opener()  # Pillow writes HEIF through pillow-heif
     with Image.open(faces_dir / "hard" / "derived_exif_orientation6.jpg") as source:
         source.save(heic, format="HEIF", quality=80, exif=source.info.get("exif", b""))
     files.append((heic.name, heic, True))
