@@ -239,8 +239,7 @@ class GcsStore:
         if sliced:
             self._call(lambda: self._download_sliced(key, temporary))
         else:
-            self._call(lambda: self.bucket.blob(self._name(key)).download_to_filename(
-                str(temporary), retry=_retry()))
+            self._call(lambda: _download_whole(self.bucket.blob(self._name(key)), temporary))
         os.replace(temporary, target)
 
     def _download_sliced(self, key: str, target: Path) -> None:
@@ -253,7 +252,7 @@ class GcsStore:
         if blob is None:
             raise NotFound(key)
         if (blob.size or 0) <= SLICE_BYTES:
-            blob.download_to_filename(str(target), retry=_retry())
+            _download_whole(blob, target)
             return
         try:
             # Threads, not the library's default processes: a worker instance is one
@@ -264,3 +263,15 @@ class GcsStore:
                 max_workers=SLICES, download_kwargs={"retry": _retry()})
         except DataCorruption as exc:
             raise StoreError(f"{self.uri}/{key}: {exc}") from exc
+
+
+def _download_whole(blob, target: Path) -> None:
+    """The object in one read. Not the library's `download_to_filename`, which then sets
+    the file's modification time from the object's: a date parsed (the first parse
+    imports strptime) on a new instance's way to its first answer, for nothing."""
+    try:
+        with target.open("wb") as file:
+            blob.download_to_file(file, retry=_retry())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise

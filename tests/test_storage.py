@@ -32,3 +32,17 @@ def test_settings_read_environment(monkeypatch):
     settings = Settings.from_env()
     assert settings.top_k == 5 and settings.index_uri == "gs://bucket/index"
     assert settings.detection.min_face_fraction == 0.1 and settings.max_job_age_seconds == 600
+
+
+def test_gcs_download_writes_the_object_or_nothing(gcs_bucket, tmp_path):
+    from shared.storage import GcsStore
+
+    store = GcsStore(gcs_bucket, "models")
+    data = bytes(range(256)) * 4096  # 1 MiB
+    store.write("a.dat", data)
+    target = tmp_path / "cache" / "a.dat"
+    store.download("a.dat", target)
+    assert target.read_bytes() == data
+    with pytest.raises(NotFound):
+        store.download("missing.dat", tmp_path / "cache" / "missing.dat")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["a.dat"]
