@@ -29,25 +29,29 @@ if TYPE_CHECKING:
 
 
 # -- Cloud Functions: thin entry points; the code lives in functions/ and is imported on
-# first call, so each function pays only for what it uses.
+# first call, so each function pays only for what it uses. What a function imports stays
+# for its instance's life, so it is imported inside `long_lived()` (shared/instance.py).
 
-@functions_framework.http
-def webhook(request: flask.Request) -> flask.typing.ResponseReturnValue:
-    """HTTP function: Telegram webhook updates in, jobs on Pub/Sub out."""
-    from functions.webhook import handle_request
-
-    return handle_request(request)
+def _import_webhook() -> Callable[[flask.Request], flask.typing.ResponseReturnValue]:
+    with long_lived():
+        from functions.webhook import handle_request
+    return handle_request
 
 
 def _import_worker() -> Callable[[CloudEvent], None]:
-    # The worker's code and libraries stay for the instance's life (shared/instance.py).
     with long_lived():
         from functions.worker import handle_event
     return handle_event
 
 
-# The worker's code, imported on its first event.
+webhook_code = Lazy(_import_webhook)
 worker_code = Lazy(_import_worker)
+
+
+@functions_framework.http
+def webhook(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """HTTP function: Telegram webhook updates in, jobs on Pub/Sub out."""
+    return webhook_code()(request)
 
 
 @functions_framework.cloud_event
