@@ -32,7 +32,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,18 +131,28 @@ def _data_files(manifest: Manifest) -> tuple[str, ...]:
                            else (LEGACY_CELEBRITY_FILE,))
 
 
-def _load_graph(path: Path, manifest: Manifest, descriptors: np.ndarray) -> Any:
-    """The saved graph, searching the vectors its own file holds.
+def empty_graph(manifest: Manifest) -> Any:
+    """An nmslib graph ready for `loadIndex` of the manifest's saved graph.
 
     nmslib only counts the data points it is given before `loadIndex` (the search reads
     the vectors stored beside the links), so one-float placeholders stand in for the
     descriptors: no copy of them in nmslib's memory (half a GB at a million entries) and
-    no time spent making it. That the graph holds the same vectors as `descriptors` is
-    checked on one query: the (squared) distances it reports must be the descriptors'.
+    no time spent making it.
     """
     graph = _new_hnsw(manifest.hnsw)
     graph.addDataPointBatch(np.zeros((manifest.entries, 1), dtype=np.float32))
-    graph.loadIndex(str(path), load_data=False)
+    return graph
+
+
+def _load_graph(path: Path, manifest: Manifest, descriptors: np.ndarray,
+                graph: Any | None = None) -> Any:
+    """The saved graph (or `graph`, already loaded from it), searching the vectors its own
+    file holds. That they are the same as `descriptors` is checked on one query: the
+    (squared) distances it reports must be the descriptors'.
+    """
+    if graph is None:
+        graph = empty_graph(manifest)
+        graph.loadIndex(str(path), load_data=False)
     graph.setQueryTimeParams({"efSearch": manifest.hnsw.get("efSearch", 100)})
     probe = np.asarray(descriptors[0], dtype=np.float32)
     ids, distances = graph.knnQuery(probe, k=min(10, manifest.entries))
@@ -237,8 +247,12 @@ class CelebrityIndex:
     # -- loading ------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path, *, verify_files: bool = True) -> CelebrityIndex:
+    def load(cls, path: str | Path, *, verify_files: bool = True, graph: Any | None = None,
+             hashes: Mapping[str, str] | None = None) -> CelebrityIndex:
         """Load an index directory (or an output root, through its pointer).
+
+        `graph` is its graph when already loaded (while the file downloaded,
+        shared/graph_stream.py) and `hashes` the SHA-256 of files already hashed then.
 
         Without `descriptors.npy` (a worker does not download it) the descriptors are
         read from the graph file, which holds them too (shared/hnsw_file.py). The files'
@@ -257,14 +271,16 @@ class CelebrityIndex:
             if not (directory / name).is_file():
                 raise IndexMismatch(f"index file {directory / name} is missing")
         with ThreadPoolExecutor(max(1, len(names))) as pool:
-            hashes = {name: pool.submit(file_sha256, directory / name)
-                      for name in (names if verify_files else [])}
+            known = dict(hashes or {})
+            digests = {name: pool.submit(file_sha256, directory / name)
+                       for name in (names if verify_files else []) if name not in known}
             try:
-                index, failure = cls._load_files(directory, manifest), None
+                index, failure = cls._load_files(directory, manifest, graph), None
             except IndexMismatch as exc:  # a wrong hash, if any, is the better reason
                 failure = exc
-            for name, digest in hashes.items():
-                if manifest.files.get(name) != digest.result():
+            found = {**known, **{name: digest.result() for name, digest in digests.items()}}
+            for name, digest in found.items():
+                if manifest.files.get(name) != digest:
                     raise IndexMismatch(f"index file {directory / name} does not match its "
                                         "manifest hash (partial copy or a file from another "
                                         "build)")
@@ -273,7 +289,8 @@ class CelebrityIndex:
         return index
 
     @classmethod
-    def _load_files(cls, directory: Path, manifest: Manifest) -> CelebrityIndex:
+    def _load_files(cls, directory: Path, manifest: Manifest,
+                    graph: Any | None) -> CelebrityIndex:
         try:
             if (directory / DESCRIPTORS_FILE).is_file():
                 descriptors = np.load(directory / DESCRIPTORS_FILE, mmap_mode="r")
@@ -286,7 +303,7 @@ class CelebrityIndex:
         if (descriptors.shape != (manifest.entries, DESCRIPTOR_SIZE)
                 or len(entries) != manifest.entries or len(celebrities) != manifest.celebrities):
             raise IndexMismatch(f"index at {directory} has counts that differ from its manifest")
-        graph = _load_graph(directory / GRAPH_FILE, manifest, descriptors)
+        graph = _load_graph(directory / GRAPH_FILE, manifest, descriptors, graph)
         return cls(directory, manifest, graph, descriptors, entries, celebrities)
 
     # -- querying -----------------------------------------------------------------------

@@ -21,14 +21,15 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from shared.index import DESCRIPTORS_FILE, Celebrity, CelebrityIndex
+from shared.graph_stream import GraphStream, GraphStreamError
+from shared.index import DESCRIPTORS_FILE, GRAPH_FILE, Celebrity, CelebrityIndex
 from shared.index_versions import IndexMismatch, read_pointer, resolve_index_dir, version_prefix
 from shared.manifest import MANIFEST_FILE, Manifest
-from shared.storage import NotFound, Store, StoreError, open_store
+from shared.storage import NotFound, Reader, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 PHOTOS_DIR = "photos"
@@ -51,8 +52,14 @@ def fetch_index(uri: str | Path, cache_dir: str | Path) -> Path:
     return fetch_current(uri, cache_dir)[1]
 
 
+# Given a version's manifest and the directory it downloads into, readers for some of its
+# files (by name), handed each file's bytes in order as it downloads.
+Readers = Callable[[Manifest, Path], Mapping[str, Reader]]
+
+
 def fetch_current(uri: str | Path, cache_dir: str | Path, *, photos: bool = True,
-                  skip: Collection[str] = ()) -> tuple[str | None, Path]:
+                  skip: Collection[str] = (),
+                  readers: Readers | None = None) -> tuple[str | None, Path]:
     """The version the pointer at `uri` names (None without a pointer) and a local
     directory holding it, from one read of the pointer.
 
@@ -60,7 +67,8 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *, photos: bool = True
     into `cache_dir/<version>/` once; later calls for the same version cost one read of
     the pointer. What is downloaded: the manifest, the files it names but `skip`
     (large ones in parallel slices) and, unless `photos=False` (see `CelebrityPhotos`),
-    the celebrity pictures. Raises
+    the celebrity pictures; `readers` are handed the files they ask for as they come
+    (called only when the version is downloaded, not when it is in the cache). Raises
     `shared.storage.StoreError` when storage is unavailable (worth retrying) and
     `IndexMismatch` when there is no index at `uri`.
     """
@@ -78,12 +86,14 @@ def fetch_current(uri: str | Path, cache_dir: str | Path, *, photos: bool = True
     partial = cache_dir / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        data = [key for key in _data_keys(store, prefix, partial)
-                if key[len(prefix):] not in skip]
+        manifest, data = _data_keys(store, prefix, partial)
+        data = [key for key in data if key[len(prefix):] not in skip]
+        reading = readers(manifest, partial) if readers is not None else {}
         pictures = list(store.list(f"{prefix}{PHOTOS_DIR}/")) if photos else []
         with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # re-raises the first failure
-            list(pool.map(lambda key: store.download(key, partial / key[len(prefix):],
-                                                     sliced=key in data), data + pictures))
+            list(pool.map(lambda key: store.download(
+                key, partial / key[len(prefix):], sliced=key in data,
+                reader=reading.get(key[len(prefix):])), data + pictures))
         cache_dir.mkdir(parents=True, exist_ok=True)
         if target.is_dir() and not (target / MANIFEST_FILE).exists():
             shutil.rmtree(target, ignore_errors=True)  # a leftover without its manifest
@@ -101,30 +111,53 @@ def load_current(uri: str | Path,
                  cache_dir: str | Path) -> tuple[str | None, CelebrityIndex, CelebrityPhotos]:
     """The current index version of `uri` loaded, with its version and its pictures,
     which stay in storage until a reply shows them (see `fetch_current`). The
-    descriptors stay there too: the graph file holds them (`CelebrityIndex.load`)."""
-    version, directory = fetch_current(uri, cache_dir, photos=False, skip={DESCRIPTORS_FILE})
-    return version, CelebrityIndex.load(directory), CelebrityPhotos(directory, uri, version)
+    descriptors stay there too: the graph file holds them (`CelebrityIndex.load`).
+
+    A version that downloads loads its graph as the file comes (shared/graph_stream.py);
+    should that fail, the graph loads from the downloaded file instead."""
+    streams: list[GraphStream] = []
+
+    def stream_graph(manifest: Manifest, partial: Path) -> dict[str, Reader]:
+        streams.append(GraphStream(manifest, partial.with_name(partial.name + ".graph")))
+        return {GRAPH_FILE: streams[-1]}
+
+    try:
+        version, directory = fetch_current(uri, cache_dir, photos=False,
+                                           skip={DESCRIPTORS_FILE}, readers=stream_graph)
+        graph, hashes = None, {}
+        if streams:
+            try:
+                graph, hashes[GRAPH_FILE] = streams[0].finish()
+            except GraphStreamError as exc:
+                log.warning("the graph did not load as it downloaded; loading the file: %s",
+                            exc)
+        index = CelebrityIndex.load(directory, graph=graph, hashes=hashes)
+    finally:
+        for stream in streams:
+            stream.close()
+    return version, index, CelebrityPhotos(directory, uri, version)
 
 
-def _data_keys(store: Store, prefix: str, partial: Path) -> list[str]:
-    """The keys of the files the version's manifest names, with the manifest written into
-    `partial`. Not found by listing the version: that lists its pictures too, and 12,000
-    of them took 0.25 s and 350 MB of the worker's memory here."""
+def _data_keys(store: Store, prefix: str, partial: Path) -> tuple[Manifest, list[str]]:
+    """The version's manifest and the keys of the files it names, with the manifest written
+    into `partial`. Not found by listing the version: that lists its pictures too, and
+    12,000 of them took 0.25 s and 350 MB of the worker's memory here."""
     try:
         raw = store.read(prefix + MANIFEST_FILE)
     except NotFound:
         raise IndexMismatch(f"no index at {store.uri}/{prefix} (no {MANIFEST_FILE})") from None
     try:
-        files = Manifest.from_json(raw.decode("utf-8")).files
+        manifest = Manifest.from_json(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise IndexMismatch(f"{store.uri}/{prefix}{MANIFEST_FILE} is not text") from None
+    files = manifest.files
     if not isinstance(files, dict) or not all(
             isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in files):
         raise IndexMismatch(f"{store.uri}/{prefix}{MANIFEST_FILE} names files outside its "
                             "version")
     partial.mkdir(parents=True)
     (partial / MANIFEST_FILE).write_bytes(raw)
-    return [prefix + n for n in files]
+    return manifest, [prefix + n for n in files]
 
 
 class CelebrityPhotos:

@@ -9,10 +9,12 @@ run and test without the cloud.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -30,6 +32,12 @@ class PreconditionFailed(Exception):
 
 class NotFound(Exception):
     """The object does not exist."""
+
+
+# Called with an object's bytes in order while it downloads (see `Store.download`).
+Reader = Callable[[memoryview], None]
+# How much of a downloaded file a `Reader` is handed at once.
+READ_BYTES = 2**20
 
 
 class Store(Protocol):
@@ -50,8 +58,14 @@ class Store(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def download(self, key: str, target: Path, *, sliced: bool = False) -> None:
-        """Copy an object to a local file (`sliced`: a large one, in parallel ranges)."""
+    def download(self, key: str, target: Path, *, sliced: bool = False,
+                 reader: Reader | None = None) -> None:
+        """Copy an object to a local file (`sliced`: a large one, in parallel ranges).
+
+        `reader`, when given, is handed the object's bytes in order as they arrive, from
+        the calling thread, so that a consumer (the index's graph loader) can start
+        before the last slice lands. An exception it raises ends the download.
+        """
         ...
 
 
@@ -124,9 +138,15 @@ class LocalStore:
         self._path(key).unlink(missing_ok=True)
         self._gen_path(key).unlink(missing_ok=True)
 
-    def download(self, key: str, target: Path, *, sliced: bool = False) -> None:
+    def download(self, key: str, target: Path, *, sliced: bool = False,
+                 reader: Reader | None = None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.read(key))
+        data = self.read(key)
+        target.write_bytes(data)
+        if reader is not None:
+            view = memoryview(data)
+            for start in range(0, len(view), READ_BYTES):
+                reader(view[start:start + READ_BYTES])
 
 
 # Sliced downloads (index files of hundreds of MB): slice size and slices at once; more
@@ -233,36 +253,73 @@ class GcsStore:
         with contextlib.suppress(NotFound):
             self._call(lambda: self.bucket.blob(self._name(key)).delete(retry=_retry()))
 
-    def download(self, key: str, target: Path, *, sliced: bool = False) -> None:
+    def download(self, key: str, target: Path, *, sliced: bool = False,
+                 reader: Reader | None = None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.part")
-        if sliced:
-            self._call(lambda: self._download_sliced(key, temporary))
-        else:
-            self._call(lambda: _download_whole(self.bucket.blob(self._name(key)), temporary))
+        try:
+            if sliced or reader is not None:
+                self._call(lambda: self._download_sliced(key, temporary, reader))
+            else:
+                self._call(lambda: _download_whole(self.bucket.blob(self._name(key)),
+                                                   temporary))
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         os.replace(temporary, target)
 
-    def _download_sliced(self, key: str, target: Path) -> None:
-        """Ranged reads of SLICE_BYTES at once, SLICES at a time, checked by CRC32C as a
-        whole (Cloud Storage's sliced object download, by the client library)."""
-        from google.cloud.storage import transfer_manager
-        from google.cloud.storage.exceptions import DataCorruption
+    def _download_sliced(self, key: str, target: Path, reader: Reader | None) -> None:
+        """Ranged reads of SLICE_BYTES, SLICES at a time, written in place; each slice,
+        once it and those before it are complete, is read back in order for the CRC32C
+        of the whole object (checked against the one Cloud Storage keeps) and `reader`.
+
+        By hand rather than `transfer_manager.download_chunks_concurrently`, which does
+        the same ranged reads but returns only when every slice is done: the index's
+        graph loads from the bytes in order while later slices are still on the way.
+        """
+        import google_crc32c  # google-cloud-storage's own dependency for its checksums
 
         blob = self.bucket.get_blob(self._name(key), retry=_retry())
         if blob is None:
             raise NotFound(key)
-        if (blob.size or 0) <= SLICE_BYTES:
+        if (blob.size or 0) <= SLICE_BYTES and reader is None:
             _download_whole(blob, target)
             return
-        try:
-            # Threads, not the library's default processes: a worker instance is one
-            # process with its memory already in use, and the slices wait on the network
-            # and on the CRC32C C extension, which release the GIL.
-            transfer_manager.download_chunks_concurrently(
-                blob, str(target), chunk_size=SLICE_BYTES, worker_type=transfer_manager.THREAD,
-                max_workers=SLICES, download_kwargs={"retry": _retry()})
-        except DataCorruption as exc:
-            raise StoreError(f"{self.uri}/{key}: {exc}") from exc
+        size = int(blob.size or 0)
+        starts = range(0, size, SLICE_BYTES)
+        checksum = google_crc32c.Checksum()
+
+        def fetch(start: int) -> None:
+            with open(target, "r+b") as handle:
+                handle.seek(start)
+                # Generation-pinned, so every slice is of the same object; a ranged read
+                # has no whole-object hash to check: the CRC32C below covers them all.
+                blob.download_to_file(handle, start=start,
+                                      end=min(start + SLICE_BYTES, size) - 1,
+                                      checksum=None, retry=_retry())
+
+        with open(target, "wb") as handle:
+            handle.truncate(size)
+        with ThreadPoolExecutor(SLICES) as pool, open(target, "rb") as written:
+            slices = [pool.submit(fetch, start) for start in starts]
+            try:
+                for start, done in zip(starts, slices, strict=True):
+                    done.result()  # the first failure, in order
+                    end = min(start + SLICE_BYTES, size)
+                    for offset in range(start, end, READ_BYTES):
+                        piece = os.pread(written.fileno(), min(READ_BYTES, end - offset),
+                                         offset)
+                        checksum.update(piece)
+                        if reader is not None:
+                            reader(memoryview(piece))
+            except BaseException:
+                for waiting in slices:
+                    waiting.cancel()
+                raise
+        expected = blob.crc32c
+        if expected and base64.b64decode(expected) != checksum.digest():
+            raise StoreError(f"{self.uri}/{key}: the CRC32C of the download differs from "
+                             "the object's (corrupted in transit)")
 
 
 def _download_whole(blob, target: Path) -> None:

@@ -171,11 +171,115 @@ def test_sliced_downloads_copy_whole_objects_and_refuse_missing_ones(tmp_path, g
     store = open_store(f"gs://{gcs_bucket}/data")
     payload = np.random.default_rng(0).bytes(300_001)
     store.write("big.bin", payload)
-    store.download("big.bin", tmp_path / "big.bin", sliced=True)
-    assert (tmp_path / "big.bin").read_bytes() == payload
+    pieces: list[bytes] = []
+    store.download("big.bin", tmp_path / "big.bin", sliced=True,
+                   reader=lambda piece: pieces.append(bytes(piece)))
+    assert (tmp_path / "big.bin").read_bytes() == payload == b"".join(pieces)
     store.write("small.bin", payload[:1000])
     store.download("small.bin", tmp_path / "small.bin", sliced=True)  # one read
     assert (tmp_path / "small.bin").read_bytes() == payload[:1000]
     with pytest.raises(NotFound):
         store.download("absent.bin", tmp_path / "absent.bin", sliced=True)
     assert not (tmp_path / "absent.bin").exists()
+
+
+def test_a_worker_loads_the_graph_as_it_downloads(tmp_path, gcs_bucket, monkeypatch, caplog):
+    """The graph loads from the slices as they land, hashed on the way; what is left in
+    the cache is the version alone."""
+    import shared.index_store
+    import shared.storage
+    from shared.graph_stream import GraphStream
+
+    finished = []
+
+    class Recorded(GraphStream):
+        def finish(self):
+            finished.append(super().finish())
+            return finished[-1]
+
+    monkeypatch.setattr(shared.storage, "SLICE_BYTES", 64 * 1024)
+    monkeypatch.setattr(shared.index_store, "GraphStream", Recorded)
+    uri = f"gs://{gcs_bucket}/index"
+    store = open_store(uri)
+    names = [f"p{i:03d}" for i in range(600)]
+    _publish(tmp_path, store, "v1", names)
+    with caplog.at_level("WARNING"):
+        _, index, _ = load_current(uri, tmp_path / "cache")
+    assert not caplog.records
+    assert len(finished) == 1 and finished[0][1] == index.manifest.files["hnsw.bin"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["v1"]
+    built = CelebrityIndex.load(tmp_path / "v1")
+    for row in (0, 299, 599):
+        assert index.query(built.descriptors[row], 1)[0].celebrity.id == names[row]
+
+    load_current(uri, tmp_path / "cache")  # cached: read from the file, no stream
+    assert len(finished) == 1
+
+
+def test_a_download_failing_mid_graph_leaves_nothing_and_the_next_load_works(
+        tmp_path, gcs_bucket, monkeypatch):
+    import shared.storage
+    from shared.storage import GcsStore, StoreError
+
+    monkeypatch.setattr(shared.storage, "SLICE_BYTES", 64 * 1024)
+    uri = f"gs://{gcs_bucket}/index"
+    _publish(tmp_path, open_store(uri), "v1", [f"p{i:03d}" for i in range(600)])
+    real = GcsStore._download_sliced
+
+    def failing(self, key, target, reader):
+        if reader is None:
+            return real(self, key, target, reader)
+        pieces = []
+
+        def then_fail(piece):
+            pieces.append(piece)
+            reader(piece)
+            if len(pieces) == 2:
+                raise StoreError("connection reset")
+        return real(self, key, target, then_fail)
+
+    monkeypatch.setattr(GcsStore, "_download_sliced", failing)
+    with pytest.raises(StoreError, match="connection reset"):
+        load_current(uri, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.setattr(GcsStore, "_download_sliced", real)
+    version, index, _ = load_current(uri, tmp_path / "cache")
+    assert version == "v1" and len(index) == 600
+
+
+def test_a_graph_that_does_not_load_as_it_comes_loads_from_the_file(
+        tmp_path, gcs_bucket, monkeypatch, caplog):
+    import shared.index_store
+    from shared.graph_stream import GraphStream, GraphStreamError
+
+    class Failing(GraphStream):
+        def finish(self):
+            super().finish()
+            raise GraphStreamError("the graph did not load: no pipes here")
+
+    monkeypatch.setattr(shared.index_store, "GraphStream", Failing)
+    uri = f"gs://{gcs_bucket}/index"
+    _publish(tmp_path, open_store(uri), "v1", ["ann", "bob", "cy"])
+    with caplog.at_level("WARNING"):
+        _, index, _ = load_current(uri, tmp_path / "cache")
+    assert "loading the file" in caplog.text and "no pipes here" in caplog.text
+    assert index.query(CelebrityIndex.load(tmp_path / "v1").descriptors[2], 1)[0] \
+        .celebrity.id == "cy"
+
+
+def test_a_sliced_download_whose_checksum_differs_is_refused(tmp_path, gcs_bucket,
+                                                             monkeypatch):
+    import base64
+
+    from google.cloud.storage import Blob
+
+    import shared.storage
+    from shared.storage import StoreError
+
+    monkeypatch.setattr(shared.storage, "SLICE_BYTES", 64 * 1024)
+    store = open_store(f"gs://{gcs_bucket}/data")
+    store.write("big.bin", np.random.default_rng(1).bytes(200_000))
+    monkeypatch.setattr(Blob, "crc32c", property(lambda blob: base64.b64encode(b"\0" * 4)))
+    with pytest.raises(StoreError, match="CRC32C"):
+        store.download("big.bin", tmp_path / "big.bin", sliced=True)
+    assert list(tmp_path.iterdir()) == []
