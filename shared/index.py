@@ -1,9 +1,9 @@
 """The celebrity index: descriptors in an nmslib HNSW graph, each pointing to a celebrity.
 
 A celebrity may have several photos (entries); a query returns each celebrity at most
-once, at the distance of their closest entry. HNSW gives candidates fast; their exact
-Euclidean distances are then recomputed from the stored descriptors, so reported
-distances never depend on the graph's approximation.
+once, at the distance of their closest entry. HNSW gives candidates fast, each with its
+exact (squared) Euclidean distance, computed from the float32 vectors the graph stores:
+the graph's approximation decides which entries are found, never the distances reported.
 
 On disk an index is a directory:
 
@@ -356,11 +356,12 @@ class CelebrityIndex:
                               key=lambda item: item[1])
         wanted = min(total, wanted)
         while True:
-            ids, _ = self._hnsw.knnQuery(query, k=wanted)
+            ids, squared = self._hnsw.knnQuery(query, k=wanted)
             ids = np.asarray(ids, dtype=np.int64)
             if allowed is not None:
-                ids = ids[allowed[self.entry_celebrity[ids]]]
-            best = self._closest_per_celebrity(query, ids)
+                kept = allowed[self.entry_celebrity[ids]]
+                ids, squared = ids[kept], squared[kept]
+            best = self._closest_per_celebrity(ids, squared)
             if len(best) >= k or wanted >= total:
                 break
             if allowed is not None and wanted * 4 > MAX_RESTRICTED_CANDIDATES:
@@ -369,9 +370,13 @@ class CelebrityIndex:
             wanted = min(total, wanted * 4)
         return sorted(best.items(), key=lambda item: item[1])[:k]
 
-    def _closest_per_celebrity(self, query: np.ndarray, ids: np.ndarray) -> dict[int, float]:
-        """Exact distance of each celebrity row's closest entry among `ids`."""
-        distances = np.linalg.norm(self.descriptors[ids] - query, axis=1)
+    def _closest_per_celebrity(self, ids: np.ndarray,
+                               squared: np.ndarray) -> dict[int, float]:
+        """Distance of each celebrity row's closest entry among `ids`, from the squared
+        distances the graph reported for them: reading their descriptors again would be
+        scattered reads over the graph file (a GB at a million entries) for the same
+        numbers."""
+        distances = np.sqrt(np.asarray(squared, dtype=np.float64))
         best: dict[int, float] = {}
         for entry, distance in zip(ids.tolist(), distances.tolist(), strict=True):
             row = int(self.entry_celebrity[entry])
