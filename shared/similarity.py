@@ -20,6 +20,7 @@ A best match closer than `SAME_PERSON_DISTANCE` may be the person themself and i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -107,6 +108,13 @@ class Calibration:
             raise ValueError("a calibration needs at least two sorted distances")
         object.__setattr__(self, "distances", values)
 
+    @functools.cached_property
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """The quantiles and their levels as arrays, made once: building them from the
+        tuple on every call was most of the time a query spent scoring."""
+        return (np.asarray(self.distances, dtype=np.float64),
+                np.linspace(0.0, 1.0, len(self.distances)))
+
 
 def calibration_from(best_distances: np.ndarray, levels: int = CALIBRATION_LEVELS) -> Calibration:
     """Sorted quantiles of best-match distances (one per stranger face)."""
@@ -127,8 +135,8 @@ def calibrated_similarity(distance: float, calibration: Calibration,
     """
     if not math.isfinite(distance):
         return floor
-    levels = np.linspace(0.0, 1.0, len(calibration.distances))
-    below = float(np.interp(distance, calibration.distances, levels))
+    distances, levels = calibration.curve
+    below = float(np.interp(distance, distances, levels))
     return min(1.0, max(floor, 1.0 - below))
 
 
