@@ -16,7 +16,9 @@ alternate:
 - `stages`: the same steps one by one, to see where the time goes: interpreter start,
   imports (main and functions.worker), model download, model hash check, dlib model
   load, index download, index load (hash check of its files included), first match,
-  reply picture (with the first fetch of the matched celebrity's picture).
+  reply picture (with the first fetch of the matched celebrity's picture). Here the
+  index downloads and then loads from its files; the worker path loads the graph while
+  it downloads (shared/graph_stream.py), so its index time is less than the two added.
 
 Both report the process's peak RSS (VmHWM at the end). The index is synthetic
 (benchmarks.hnsw_params), built once with the index builder's HNSW settings and kept
