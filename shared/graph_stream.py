@@ -6,8 +6,9 @@ about as long again as downloading it, so the two overlap: the loader reads a na
 on its own thread (nmslib releases the GIL) while the download hands each slice over in
 order (`shared.storage.Reader`), hashing it on the way for the manifest's check.
 
-A failure on either side ends the other: a loader that stops closes the pipe (the next
-write fails), and a download that stops closes it too (the loader reads an early end).
+A failure on either side ends the other without a hang: a loader that stops closes the
+pipe, and the download, no longer feeding it, goes on for the file; a download that
+stops closes the pipe too, and the loader reads an early end.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class GraphStream:
     """A `shared.storage.Reader` that loads the graph it is handed: call it with the
     graph file's bytes in order, then `finish()`; `close()` in every case."""
 
-    def __init__(self, manifest: Manifest, fifo: Path) -> None:
-        self._graph = empty_graph(manifest)
+    def __init__(self, manifest: Manifest, fifo: Path, graph: Any | None = None) -> None:
+        """`graph`: what loads the file (nmslib's `loadIndex`); by default an empty graph
+        for the manifest's index."""
+        self._graph = graph if graph is not None else empty_graph(manifest)
         self._fifo = Path(fifo)
         self._fifo.unlink(missing_ok=True)
         os.mkfifo(self._fifo, 0o600)
@@ -48,6 +51,7 @@ class GraphStream:
         self._failure: BaseException | None = None
         self._pipe: int | None = None
         self._ended = False
+        self._broken = False
         self._thread = threading.Thread(target=self._load, name="graph-stream", daemon=True)
         self._thread.start()
 
@@ -60,14 +64,17 @@ class GraphStream:
     def __call__(self, piece: memoryview) -> None:
         if self._ended:
             raise GraphStreamError("the graph stream has ended")
+        if self._broken:
+            return
         self._digest.update(piece)
-        pipe = self._open()
         try:
+            pipe = self._open()
             while piece:
                 piece = piece[os.write(pipe, piece):]
-        except BrokenPipeError:
-            self._thread.join()
-            raise GraphStreamError(f"the graph loader stopped: {self._failure}") from None
+        except (BrokenPipeError, GraphStreamError):
+            # The loader stopped: `finish` says why. The download goes on, so the
+            # graph can still load from the file (or be refused with a clear reason).
+            self._broken = True
 
     def _open(self) -> int:
         """The pipe's writing end, once the loader has opened its reading end."""
@@ -93,7 +100,7 @@ class GraphStream:
 
         Raises `GraphStreamError` when the graph did not load."""
         self._end()
-        if self._failure is not None:
+        if self._failure is not None or self._broken:
             raise GraphStreamError(f"the graph did not load: {self._failure}")
         return self._graph, self._digest.hexdigest()
 

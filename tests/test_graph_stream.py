@@ -98,3 +98,23 @@ def test_a_graph_that_differs_from_its_manifest_is_refused_after_streaming(saved
 
     with pytest.raises(IndexMismatch, match="manifest hash"):
         CelebrityIndex.load(saved, graph=graph, hashes={GRAPH_FILE: digest})
+
+
+def test_a_loader_that_fails_midway_lets_the_download_go_on(saved, tmp_path):
+    """nmslib giving up (a bad graph, no memory) must not stop the download: the graph
+    can still load from the file, or be refused with its reason."""
+    data = (saved / GRAPH_FILE).read_bytes()
+
+    class GivesUp:  # what nmslib does when it runs out of memory part of the way
+        def loadIndex(self, path, load_data):
+            with open(path, "rb") as pipe:
+                pipe.read(10)
+            raise RuntimeError("std::bad_alloc")
+
+    stream = GraphStream(CelebrityIndex.load(saved).manifest, tmp_path / "graph.fifo",
+                         graph=GivesUp())
+    _within(30, lambda: _feed(stream, data))  # every piece accepted, none raises
+    with pytest.raises(GraphStreamError, match="bad_alloc"):
+        stream.finish()
+    stream.close()
+    assert not (tmp_path / "graph.fifo").exists()
