@@ -26,9 +26,9 @@ from typing import Any
 from shared.index import empty_graph
 from shared.manifest import Manifest
 
-# A pipe holds 64 KiB by default; the loader then wakes for every 64 KiB and loading
-# through it took twice as long as from a file. 1 MiB is the most an unprivileged
-# process may ask for (/proc/sys/fs/pipe-max-size).
+# A pipe holds 64 KiB by default, and a loader woken for every 64 KiB is much slower than
+# one reading a file (docs/performance.md); 1 MiB is the most an unprivileged process may
+# ask for (/proc/sys/fs/pipe-max-size).
 PIPE_BYTES = 2**20
 
 
@@ -71,8 +71,8 @@ class GraphStream:
             pipe = self._open()
             while piece:
                 piece = piece[os.write(pipe, piece):]
-        except (BrokenPipeError, GraphStreamError):
-            # The loader stopped: `finish` says why. The download goes on, so the
+        except (OSError, GraphStreamError):
+            # The loader stopped (a broken pipe): `finish` says why. The download goes on, so the
             # graph can still load from the file (or be refused with a clear reason).
             self._broken = True
 
@@ -115,7 +115,7 @@ class GraphStream:
             return
         self._ended = True
         if self._thread.is_alive():
-            with contextlib.suppress(GraphStreamError):
+            with contextlib.suppress(OSError, GraphStreamError):
                 self._open()  # a loader still waiting to open the pipe must see its end
         if self._pipe is not None:
             os.close(self._pipe)

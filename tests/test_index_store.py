@@ -283,3 +283,24 @@ def test_a_sliced_download_whose_checksum_differs_is_refused(tmp_path, gcs_bucke
     with pytest.raises(StoreError, match="CRC32C"):
         store.download("big.bin", tmp_path / "big.bin", sliced=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_named_pipes_the_graph_loads_from_its_file(tmp_path, gcs_bucket,
+                                                           monkeypatch, caplog):
+    import errno
+    import os
+
+    import shared.graph_stream
+
+    def refused(path, mode=0o666):
+        raise OSError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(shared.graph_stream.os, "mkfifo", refused)
+    uri = f"gs://{gcs_bucket}/index"
+    _publish(tmp_path, open_store(uri), "v1", ["ann", "bob", "cy"])
+    with caplog.at_level("WARNING"):
+        version, index, _ = load_current(uri, tmp_path / "cache")
+    assert "cannot load as it downloads" in caplog.text
+    assert version == "v1" and index.query(CelebrityIndex.load(tmp_path / "v1")
+                                           .descriptors[1], 1)[0].celebrity.id == "bob"
+    assert os.listdir(tmp_path / "cache") == ["v1"]
