@@ -309,6 +309,9 @@ def report(case: Case, runs: int, huge_pages: str) -> None:
     gcs = start_fake_gcs()
     try:
         fetched = fill_storage(gcs.url, case)
+        # The emulator's copy of the index (1.4 GB at a million entries) is written back
+        # to disk now, not in the runs' downloads; Cloud Storage is on other machines.
+        os.sync()
         results: dict[tuple[str, str | None], list[dict[str, float]]] = {
             (mode, tunables): [] for tunables in settings for mode in ("worker", "stages")}
         for _ in range(runs):
