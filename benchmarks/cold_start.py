@@ -262,19 +262,6 @@ def fill_storage(gcs_url: str, case: Case) -> int:
     return fetched
 
 
-def compile_sources() -> None:
-    """Byte-compile the project's modules in place, as the deployment's build does (Google's
-    Python buildpack for functions runs compileall over the source): a child started
-    with PYTHONDONTWRITEBYTECODE would otherwise compile them on every run."""
-    import compileall
-
-    from shared.config import REPO_ROOT
-
-    compileall.compile_file(REPO_ROOT / "main.py", quiet=2)
-    for folder in ("functions", "shared", "benchmarks", "index_builder"):
-        compileall.compile_dir(REPO_ROOT / folder, quiet=2)
-
-
 def run_child(mode: str, gcs_url: str, case: Case, tunables: str | None) -> dict[str, float]:
     from shared.config import REPO_ROOT
 
@@ -297,7 +284,7 @@ def run_child(mode: str, gcs_url: str, case: Case, tunables: str | None) -> dict
 
 
 def report(case: Case, runs: int, huge_pages: str) -> None:
-    from benchmarks.machine import WORKER_GLIBC_TUNABLES, describe
+    from benchmarks.machine import WORKER_GLIBC_TUNABLES, compile_sources, describe
     from stack.emulators import start_fake_gcs
 
     print(describe(), flush=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.goals import GoalFigure, record
-from benchmarks.machine import describe
+from benchmarks.machine import compile_sources, describe
 from shared.config import REPO_ROOT
 from stack.run import Stack, StackOptions, running_stack
 from stack.send import deliver, photo_message_update
@@ -144,6 +144,7 @@ def new_worker(stack: Stack, cache_root: Path, run: int) -> dict[str, float]:
 
 def report(photos: int, cold_runs: int) -> None:
     print(describe(), flush=True)
+    compile_sources()  # the functions-framework processes start as a deployed one would
     with tempfile.TemporaryDirectory(prefix="stack-latency-") as tmp, \
             running_stack(StackOptions(), log_dir=Path(tmp) / "logs") as stack:
         replies = warm(stack, photos // 2 if cold_runs else photos)
