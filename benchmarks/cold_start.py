@@ -103,7 +103,7 @@ def child(mode: str, spawned: float) -> dict[str, float]:
         with long_lived():  # as AssetCache's cold start
             store = open_store(settings.models_uri)
             for name in (LANDMARKS_FILE, DESCRIPTOR_FILE):
-                store.download(name, cache / "models" / name)
+                store.download(name, cache / "models" / name, sliced=True)
             mark("model download")
             files = ModelFiles.in_directory(cache / "models")
             files.verify()

@@ -67,7 +67,7 @@ def fetch_models(models_uri: str, cache_dir: Path) -> ModelFiles:
     store = open_store(models_uri)
     names = (LANDMARKS_FILE, DESCRIPTOR_FILE)
     with ThreadPoolExecutor(len(names)) as pool:  # latency-bound: both at once
-        list(pool.map(lambda name: store.download(name, cache_dir / name), names))
+        list(pool.map(lambda name: store.download(name, cache_dir / name, sliced=True), names))
     files.verify()  # a wrong file in storage is a deployment error: refuse it
     return files
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -154,6 +155,8 @@ class LocalStore:
 # entry gallery, served").
 SLICE_BYTES = 32 * 2**20
 SLICES = 4
+# Seconds to connect, and between bytes, of one ranged read (the library's default).
+GCS_TIMEOUT = 60
 
 # How long one Cloud Storage call may keep retrying; None keeps the client library's
 # 120 s. A worker sets it short: with storage away, failing in seconds lets Pub/Sub
@@ -279,24 +282,19 @@ class GcsStore:
         """
         import google_crc32c  # google-cloud-storage's own dependency for its checksums
 
-        blob = self.bucket.get_blob(self._name(key), retry=_retry())
+        client = self._client or gcs_client()
+        blob = client.bucket(self.bucket_name).get_blob(self._name(key), retry=_retry())
         if blob is None:
             raise NotFound(key)
-        if (blob.size or 0) <= SLICE_BYTES and reader is None:
-            _download_whole(blob, target)
-            return
         size = int(blob.size or 0)
         starts = range(0, size, SLICE_BYTES)
         checksum = google_crc32c.Checksum()
-
-        def fetch(start: int) -> None:
-            with open(target, "r+b") as handle:
-                handle.seek(start)
-                # Generation-pinned, so every slice is of the same object; a ranged read
-                # has no whole-object hash to check: the CRC32C below covers them all.
-                blob.download_to_file(handle, start=start,
-                                      end=min(start + SLICE_BYTES, size) - 1,
-                                      checksum=None, retry=_retry())
+        # Generation-pinned, so every slice is of the same object; a ranged read has no
+        # whole-object hash to check: the CRC32C below covers them all. Each slice is
+        # retried on its own, as the library retries a download.
+        url = _pinned_media_link(blob)
+        fetch = _retry()(lambda start: _fetch_range(client._http, url, target, start,
+                                                    min(start + SLICE_BYTES, size)))
 
         with open(target, "wb") as handle:
             handle.truncate(size)
@@ -320,6 +318,52 @@ class GcsStore:
         if expected and base64.b64decode(expected) != checksum.digest():
             raise StoreError(f"{self.uri}/{key}: the CRC32C of the download differs from "
                              "the object's (corrupted in transit)")
+
+
+def _pinned_media_link(blob) -> str:
+    """The object's download address (`mediaLink`, as the library downloads it), naming
+    its generation."""
+    url = blob.media_link
+    if blob.generation and "generation=" not in url:
+        url += ("&" if "?" in url else "?") + f"generation={int(blob.generation)}"
+    return url
+
+
+def _fetch_range(session, url: str, target: Path, start: int, end: int) -> None:
+    """Bytes [start, end) of the object at `url` (`session`: the client's authorized
+    one), written at `start` in `target`.
+
+    By hand rather than the library's ranged `Blob.download_to_file`: that streams the
+    body in 8 KiB pieces, a Python loop that at an index's size took ten times the CPU
+    of these 1 MiB reads and held the download to a third of the speed
+    (docs/performance.md, "A million-entry gallery, served"). Failures raise what the
+    library's retry policy retries (urllib3's, `http.client.IncompleteRead`) or the
+    `google.api_core` error of the HTTP status.
+    """
+    from google.api_core import exceptions
+
+    # The stored bytes, whatever the object's Content-Encoding: they are what the CRC32C
+    # covers (as the library's raw downloads).
+    headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "gzip"}
+    with session.get(url, headers=headers, stream=True, timeout=GCS_TIMEOUT) as response:
+        if response.status_code >= 400:
+            raise exceptions.from_http_response(response)
+        length = int(response.headers.get("Content-Length", -1))
+        whole = response.status_code == 200 and start == 0 and length == end
+        if response.status_code != 206 and not whole:
+            raise StoreError(f"a ranged read of {url} got HTTP {response.status_code} "
+                             f"({length} bytes) instead of bytes {start}-{end - 1}")
+        raw = response.raw
+        raw.decode_content = False
+        with open(target, "r+b") as handle:
+            handle.seek(start)
+            left = end - start
+            while left:
+                piece = raw.read(min(READ_BYTES, left))
+                if not piece:
+                    raise http.client.IncompleteRead(b"", left)
+                handle.write(piece)
+                left -= len(piece)
 
 
 def _download_whole(blob, target: Path) -> None:
