@@ -334,9 +334,9 @@ def _fetch_range(session, url: str, target: Path, start: int, end: int) -> None:
     one), written at `start` in `target`.
 
     By hand rather than the library's ranged `Blob.download_to_file`: that streams the
-    body in 8 KiB pieces, a Python loop that at an index's size took ten times the CPU
-    of these 1 MiB reads and held the download to a third of the speed
-    (docs/performance.md, "A million-entry gallery, served"). Failures raise what the
+    body in 8 KiB pieces, a Python loop per piece that at an index's size was the
+    download's bottleneck, in CPU and in speed (docs/performance.md, "Downloads in 1 MiB
+    pieces"); the library has no setting for it. Failures raise what the
     library's retry policy retries (urllib3's, `http.client.IncompleteRead`) or the
     `google.api_core` error of the HTTP status.
     """
