@@ -34,8 +34,11 @@ after each cold start the child measures what that index answers: graph search a
 `query()` p50 over 1,000 queries, recall@10 against exact search. It prints the storage
 throughput of the run (bytes downloaded over the index download stage) and the memory
 an instance needs: peak RSS plus the index files in /tmp, which is memory on Cloud Run.
-Children run with the environment's GLIBC_TUNABLES; `--huge-pages both` alternates runs
-with `glibc.malloc.hugetlb=1` and without.
+The 12k children run with the environment's GLIBC_TUNABLES (the deploy leaves them empty
+for a 12k index). The million case runs as the deploy sizes its worker, with
+`glibc.malloc.hugetlb=1` (from HUGE_PAGES_FROM_ENTRIES entries, infra/config.sh;
+shared/worker_size.py); `--huge-pages off|env` measures it without, `--huge-pages both`
+alternates runs with and without.
 """
 
 from __future__ import annotations
@@ -381,8 +384,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="then the million-entry index (its graph is built once)")
     parser.add_argument("--million-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--million-runs", type=int, default=3)
-    parser.add_argument("--huge-pages", choices=["env", "on", "off", "both"], default="env",
-                        help="GLIBC_TUNABLES of the million case's runs (default: as set)")
+    parser.add_argument("--huge-pages", choices=["env", "on", "off", "both"], default="on",
+                        help="GLIBC_TUNABLES of the million case's runs (default: on, as "
+                        "the deploy sizes a million-entry worker)")
     parser.add_argument("--child", choices=["worker", "stages"], help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
